@@ -1,0 +1,237 @@
+"""Freshdesk automation-rule webhooks ("Trigger Webhook", JSON) parsed into rules events.
+
+Sans I/O: takes raw bytes, returns a ``TicketEvent`` or raises an ``InboundError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from ticketbridge.adapters.inbound.errors import MalformedPayload, MissingField
+from ticketbridge.rules.model import EventKind, Priority, Status, TicketEvent
+
+SOURCE = "freshdesk"
+WRAPPER = "freshdesk_webhook"
+
+PRIORITY_LABELS = {
+    "low": Priority.LOW,
+    "medium": Priority.MEDIUM,
+    "high": Priority.HIGH,
+    "urgent": Priority.URGENT,
+    "1": Priority.LOW,
+    "2": Priority.MEDIUM,
+    "3": Priority.HIGH,
+    "4": Priority.URGENT,
+}
+STATUS_LABELS = {
+    "open": Status.OPEN,
+    "pending": Status.PENDING,
+    "resolved": Status.RESOLVED,
+    "closed": Status.CLOSED,
+    "2": Status.OPEN,
+    "3": Status.PENDING,
+    "4": Status.RESOLVED,
+    "5": Status.CLOSED,
+}
+MAX_FIELD = 65536
+
+
+class TriggeredEventError(ValueError):
+    """``triggered_event`` is not in Freshdesk's ``{key:value}`` mini-syntax."""
+
+
+TriggeredValue = str | dict[str, "TriggeredValue"]
+
+
+class _TriggerParser:
+    # Grammar: obj := '{' [pair (',' pair)*] '}' ; pair := key ':' (obj | atom)
+    # atoms and keys run up to the next ',', ':', '{' or '}' and are stripped.
+    MAX_DEPTH = 8
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def fail(self, what: str) -> TriggeredEventError:
+        return TriggeredEventError(f"{what} at position {self.pos}")
+
+    def peek(self) -> str:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expect(self, char: str) -> None:
+        if self.peek() != char:
+            raise self.fail(f"expected {char!r}")
+        self.pos += 1
+
+    def token(self) -> str:
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in ",:{}":
+            self.pos += 1
+        value = self.text[start : self.pos].strip()
+        if not value:
+            raise self.fail("expected a name or value")
+        return value
+
+    def obj(self, depth: int) -> dict[str, TriggeredValue]:
+        if depth > self.MAX_DEPTH:
+            raise self.fail("nested too deeply")
+        self.expect("{")
+        result: dict[str, TriggeredValue] = {}
+        if self.peek() == "}":
+            self.pos += 1
+            return result
+        while True:
+            self.peek()
+            key = self.token()
+            self.expect(":")
+            value: TriggeredValue = self.obj(depth + 1) if self.peek() == "{" else self.token()
+            result[key] = value
+            nxt = self.peek()
+            self.pos += 1
+            if nxt == "}":
+                return result
+            if nxt != ",":
+                self.pos -= 1
+                raise self.fail("expected ',' or '}'")
+
+
+def parse_triggered_event(text: str) -> dict[str, TriggeredValue]:
+    """Parse ``{status:{from:4,to:6}}`` and friends into nested dicts of strings."""
+    if not isinstance(text, str) or len(text) > 4096:
+        raise TriggeredEventError("triggered_event must be a short string")
+    parser = _TriggerParser(text)
+    result = parser.obj(0)
+    if parser.peek():
+        raise parser.fail("unexpected text after the closing brace")
+    return result
+
+
+def _kind_of(trigger: dict[str, TriggeredValue]) -> EventKind:
+    if trigger.get("ticket_action") == "created":
+        return EventKind.CREATED
+    if "priority" in trigger:
+        return EventKind.PRIORITY_CHANGED
+    if "status" in trigger:
+        return EventKind.STATUS_CHANGED
+    if "note_type" in trigger:
+        return EventKind.NOTE_ADDED
+    return EventKind.UPDATED
+
+
+def _reject_constant(name: str) -> Any:
+    raise MalformedPayload(f"body is not valid JSON: {name} is not allowed")
+
+
+def load_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, bounded nesting and integer size; else MalformedPayload."""
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except MalformedPayload:
+        raise
+    except RecursionError as exc:
+        raise MalformedPayload("body is not valid JSON: nested too deeply") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        # ValueError covers JSONDecodeError and int-too-large-to-convert.
+        raise MalformedPayload(f"body is not valid JSON: {str(exc)[:120]}") from exc
+
+
+def _text(obj: dict[str, Any], name: str, *, required: bool) -> str:
+    field = f"{WRAPPER}.{name}"
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise MissingField(field, "is required")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MissingField(field, "must be a string")
+    text = str(value).strip()
+    if len(text) > MAX_FIELD:
+        raise MissingField(field, "is too long")
+    if required and not text:
+        raise MissingField(field, "must not be empty")
+    return text
+
+
+def _timestamp(obj: dict[str, Any], name: str) -> datetime | None:
+    text = _text(obj, name, required=False)
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MissingField(f"{WRAPPER}.{name}", "must be an ISO-8601 timestamp") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def unwrap(document: Any) -> dict[str, Any]:
+    """The ticket object: the ``freshdesk_webhook`` wrapper's content, or a bare object."""
+    if not isinstance(document, dict):
+        raise MissingField(WRAPPER, "the body must be a JSON object")
+    inner = document.get(WRAPPER, document)
+    if not isinstance(inner, dict):
+        raise MissingField(WRAPPER, "must be a JSON object")
+    return inner
+
+
+def dedup_key(inner: dict[str, Any]) -> str:
+    """A redelivery of the same webhook gives the same key (Freshdesk sends no event id)."""
+    canonical = json.dumps(inner, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
+    """Parse a Freshdesk webhook body into ``(event, dedup_key)``."""
+    inner = unwrap(load_json(raw))
+    ticket_id = _text(inner, "ticket_id", required=True)
+    if not ticket_id.isdigit() or len(ticket_id) > 20:
+        raise MissingField(f"{WRAPPER}.ticket_id", "must be a ticket number")
+    ticket_id = str(int(ticket_id))
+
+    priority_label = _text(inner, "ticket_priority", required=True)
+    priority = PRIORITY_LABELS.get(priority_label.lower())
+    if priority is None:
+        raise MissingField(
+            f"{WRAPPER}.ticket_priority",
+            f"unknown priority {priority_label[:40]!r} (expected Low, Medium, High or Urgent)",
+        )
+
+    status_label = _text(inner, "ticket_status", required=True)
+    # Custom statuses (6+, e.g. "Waiting on Customer") keep their label and count as open.
+    status = STATUS_LABELS.get(status_label.lower(), Status.OPEN)
+    if status_label.isdigit():
+        status_label = status.value.capitalize() if status_label in STATUS_LABELS else status_label
+
+    trigger_text = _text(inner, "triggered_event", required=False)
+    trigger: dict[str, TriggeredValue] = {}
+    if trigger_text:
+        try:
+            trigger = parse_triggered_event(trigger_text)
+        except TriggeredEventError as exc:
+            raise MissingField(f"{WRAPPER}.triggered_event", str(exc)) from exc
+
+    url = _text(inner, "ticket_url", required=False)
+    domain = ""
+    if url:
+        host = urlsplit(url).hostname or ""
+        domain = host.split(".")[0] if host.endswith(".freshdesk.com") else host
+
+    event = TicketEvent(
+        source=SOURCE,
+        ticket_id=ticket_id,
+        kind=_kind_of(trigger),
+        priority=priority,
+        status=status,
+        status_label=status_label,
+        domain=domain,
+        url=url,
+        subject=_text(inner, "ticket_subject", required=False)[:500],
+        occurred_at=_timestamp(inner, "ticket_updated_at"),
+        change=dict(trigger),
+    )
+    return event, dedup_key(inner)

@@ -1,0 +1,68 @@
+"""The one error type outbound adapters raise: it says whether, and when, to try again."""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime
+
+import httpx
+
+# Status classification in one place (alertmanager's Retrier.Check): 2xx ok, 5xx and the
+# listed codes retry, every other answer is final.
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+class AdapterError(Exception):
+    """A vendor call failed. ``retryable`` says whether a later attempt may succeed;
+    ``retry_after`` (seconds) is the earliest the vendor allows it; ``status_code`` is the
+    HTTP answer when there was one. The message never contains credentials or URLs."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status_code = status_code
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(delta, 0.0)
+
+
+def classify_response(vendor: str, response: httpx.Response) -> AdapterError | None:
+    """None for a 2xx; otherwise the AdapterError this answer means."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return None
+    retryable = code >= 500 or code in RETRYABLE_STATUS
+    return AdapterError(
+        f"{vendor} answered HTTP {code}",
+        retryable=retryable,
+        retry_after=parse_retry_after(response.headers.get("retry-after")) if retryable else None,
+        status_code=code,
+    )
+
+
+def transport_error(vendor: str, exc: httpx.TransportError) -> AdapterError:
+    """A timeout or connection failure: always retryable. Only the class name is kept,
+    because httpx's messages can carry the request URL (a credential for VictorOps)."""
+    return AdapterError(f"{vendor} unreachable: {type(exc).__name__}", retryable=True)

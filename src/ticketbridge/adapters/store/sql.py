@@ -1,0 +1,368 @@
+"""The durable store: SQLAlchemy Core over SQLite (default) or PostgreSQL.
+
+Every method is synchronous and short; the app runs them in worker threads. On SQLite all
+write transactions begin IMMEDIATE (one writer, no lock upgrades that deadlock) and the app
+serialises them, so ``SQLITE_BUSY`` does not happen in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from ticketbridge.adapters.store.schema import (
+    OPEN_STATES,
+    PENDING,
+    inbox,
+    outbox,
+    tickets,
+    timeline,
+)
+
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or refused the transaction."""
+
+
+def normalise_url(url: str) -> str:
+    """Pick our drivers: ``postgresql://`` means psycopg 3, ``sqlite://`` the stdlib module."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    key: str
+    target: str
+    kind: str
+    source: str
+    ticket_id: str
+    payload: dict[str, Any]
+    attempts: int
+    lease_token: int
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option(
+        "script_location", str(files("ticketbridge.adapters.store").joinpath("migrations"))
+    )
+    config.attributes["connection"] = connection
+    return config
+
+
+class UnitOfWork:
+    """One transaction's worth of writes for one webhook or timer."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._pg = conn.dialect.name == "postgresql"
+
+    def _insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table) if self._pg else sqlite.insert(table)
+
+    def add_inbox(
+        self,
+        *,
+        source: str,
+        dedup_key: str,
+        ticket_id: str,
+        event: dict[str, Any],
+        at: float,
+    ) -> int | None:
+        """Record a received event; None when (source, dedup_key) was already recorded."""
+        stmt = (
+            self._insert(inbox)
+            .values(
+                source=source,
+                dedup_key=dedup_key,
+                ticket_id=ticket_id,
+                received_at=at,
+                outcome="accepted",
+                event=event,
+            )
+            .on_conflict_do_nothing(index_elements=["source", "dedup_key"])
+            .returning(inbox.c.id)
+        )
+        return self.conn.execute(stmt).scalar_one_or_none()
+
+    def mark_inbox(self, inbox_id: int, outcome: str) -> None:
+        self.conn.execute(sa.update(inbox).where(inbox.c.id == inbox_id).values(outcome=outcome))
+
+    def load_ticket(self, source: str, ticket_id: str) -> dict[str, Any] | None:
+        query = sa.select(tickets.c.state).where(
+            tickets.c.source == source, tickets.c.ticket_id == ticket_id
+        )
+        if self._pg:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return dict(row.state) if row is not None else None
+
+    def save_ticket(self, source: str, ticket_id: str, state: dict[str, Any], at: float) -> None:
+        stmt = self._insert(tickets).values(
+            source=source, ticket_id=ticket_id, state=state, updated_at=at
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["source", "ticket_id"],
+            set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+        )
+        self.conn.execute(stmt)
+
+    def add_timeline(
+        self, source: str, ticket_id: str, *, at: float, kind: str, detail: dict[str, Any]
+    ) -> None:
+        self.conn.execute(
+            sa.insert(timeline).values(
+                source=source, ticket_id=ticket_id, at=at, kind=kind, detail=detail
+            )
+        )
+
+    def enqueue(self, rows: Sequence[dict[str, Any]], *, at: float) -> int:
+        """Insert effects; a key already present is left as it is. Returns rows inserted."""
+        inserted = 0
+        for row in rows:
+            stmt = (
+                self._insert(outbox)
+                .values(
+                    **row,
+                    status=PENDING,
+                    attempts=0,
+                    next_attempt_at=at,
+                    created_at=at,
+                    updated_at=at,
+                    lease_token=0,
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(outbox.c.id)
+            )
+            if self.conn.execute(stmt).scalar_one_or_none() is not None:
+                inserted += 1
+        return inserted
+
+
+class Store:
+    """Schema management, units of work, outbox claims and read models."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        self.url = normalise_url(url)
+        self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=False)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if self.is_sqlite:
+            mode = sqlite_synchronous.upper()
+            if mode not in SQLITE_SYNCHRONOUS:
+                raise ValueError(f"sqlite synchronous must be one of {SQLITE_SYNCHRONOUS}")
+            self._configure_sqlite(mode)
+
+    def _configure_sqlite(self, synchronous: str) -> None:
+        @sa.event.listens_for(self.engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(self.engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise StoreUnavailable(type(exc.orig).__name__ if exc.orig else "database") from exc
+
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """A transaction: committed when the block ends normally, rolled back otherwise."""
+        with self.transaction() as conn:
+            yield UnitOfWork(conn)
+
+    # --- schema ---------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision."""
+        with self.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+
+    def schema_revisions(self) -> tuple[str | None, str | None]:
+        """(current, head) revision ids; equal when the schema is current."""
+        with self.engine.connect() as conn:
+            config = _alembic_config(conn)
+            head = ScriptDirectory.from_config(config).get_current_head()
+            current = MigrationContext.configure(conn).get_current_revision()
+        return current, head
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # --- outbox ---------------------------------------------------------------------------
+    def claim_due(
+        self, *, now: float, owner: str, limit: int, lease_seconds: float
+    ) -> list[OutboxRow]:
+        """Lease up to ``limit`` due effects to ``owner``; each claim bumps its fencing token."""
+        with self.transaction() as conn:
+            due = (
+                sa.select(outbox.c.id)
+                .where(
+                    outbox.c.status.in_(OPEN_STATES),
+                    outbox.c.next_attempt_at <= now,
+                    sa.or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at < now),
+                )
+                .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(conn.execute(due).scalars())
+            if not ids:
+                return []
+            rows = conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + lease_seconds,
+                    lease_token=outbox.c.lease_token + 1,
+                )
+                .returning(
+                    outbox.c.id,
+                    outbox.c.key,
+                    outbox.c.target,
+                    outbox.c.kind,
+                    outbox.c.source,
+                    outbox.c.ticket_id,
+                    outbox.c.payload,
+                    outbox.c.attempts,
+                    outbox.c.lease_token,
+                )
+            ).all()
+        claimed = [
+            OutboxRow(
+                id=r.id,
+                key=r.key,
+                target=r.target,
+                kind=r.kind,
+                source=r.source,
+                ticket_id=r.ticket_id,
+                payload=dict(r.payload),
+                attempts=r.attempts,
+                lease_token=r.lease_token,
+            )
+            for r in rows
+        ]
+        claimed.sort(key=lambda row: row.id)
+        return claimed
+
+    def finish(
+        self,
+        row: OutboxRow,
+        *,
+        status: str,
+        now: float,
+        attempts: int,
+        code: int | None,
+        error: str | None,
+        next_attempt_at: float | None = None,
+    ) -> bool:
+        """Record an attempt's outcome; False if the lease was lost (fencing token moved on)."""
+        values: dict[str, Any] = {
+            "status": status,
+            "attempts": attempts,
+            "last_code": code,
+            "last_error": error,
+            "updated_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        with self.transaction() as conn:
+            result = conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id == row.id, outbox.c.lease_token == row.lease_token)
+                .values(**values)
+            )
+        return result.rowcount == 1
+
+    def next_due_at(self) -> float | None:
+        """When the earliest open effect comes due (None if there is none)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.min(outbox.c.next_attempt_at)).where(
+                    outbox.c.status.in_(OPEN_STATES)
+                )
+            ).scalar()
+        return float(value) if value is not None else None
+
+    def release_leases(self, owner: str | None = None) -> int:
+        """Drop leases (all, or one owner's) so open effects are claimable at once."""
+        with self.transaction() as conn:
+            stmt = sa.update(outbox).where(outbox.c.lease_owner.is_not(None))
+            if owner is not None:
+                stmt = stmt.where(outbox.c.lease_owner == owner)
+            result = conn.execute(stmt.values(lease_owner=None, lease_expires_at=None))
+        return result.rowcount
+
+    # --- read models ----------------------------------------------------------------------
+    def ticket_view(self, source: str, ticket_id: str) -> dict[str, Any] | None:
+        """The ticket's state, timeline and effects, or None if ticketbridge never saw it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tickets.c.state, tickets.c.updated_at).where(
+                    tickets.c.source == source, tickets.c.ticket_id == ticket_id
+                )
+            ).first()
+            if row is None:
+                return None
+            events = conn.execute(
+                sa.select(timeline.c.at, timeline.c.kind, timeline.c.detail)
+                .where(timeline.c.source == source, timeline.c.ticket_id == ticket_id)
+                .order_by(timeline.c.id)
+            ).all()
+            effects = conn.execute(
+                sa.select(outbox)
+                .where(outbox.c.source == source, outbox.c.ticket_id == ticket_id)
+                .order_by(outbox.c.id)
+            ).all()
+        return {
+            "state": dict(row.state),
+            "updated_at": row.updated_at,
+            "timeline": [{"at": e.at, "kind": e.kind, "detail": dict(e.detail)} for e in events],
+            "effects": [dict(e._mapping) for e in effects],
+        }
+
+    def count(self, table: str) -> int:
+        """Rows in one of our tables (tests and operations)."""
+        target = {"inbox": inbox, "tickets": tickets, "timeline": timeline, "outbox": outbox}[table]
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(target)).scalar_one())

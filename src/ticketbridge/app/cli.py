@@ -1,0 +1,107 @@
+"""The ``ticketbridge`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from ticketbridge.app.policy import PolicyError, load_policy
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+def _settings_or_exit() -> object:
+    from ticketbridge.app.settings import load_settings
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "TICKETBRIDGE_" + "__".join(str(p) for p in err["loc"]).upper()
+            typer.echo(f"invalid setting {name}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+) -> None:
+    """Run the service (migrates a SQLite store on start unless told not to)."""
+    import uvicorn
+
+    from ticketbridge.app.logging import configure_logging
+    from ticketbridge.app.main import create_app
+    from ticketbridge.app.settings import Settings
+
+    settings = _settings_or_exit()
+    assert isinstance(settings, Settings)
+    try:
+        load_policy(settings.policy_file)
+    except PolicyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=15,
+        server_header=False,
+    )
+
+
+@cli.command("check-policy")
+def check_policy(
+    file: Annotated[Path | None, typer.Argument(help="Policy YAML (default: the built-in).")] = None,
+) -> None:
+    """Validate a policy file and print it as ticketbridge understands it."""
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"# policy {policy.fingerprint}: valid")
+    typer.echo(yaml.safe_dump(policy.model_dump(mode="json"), sort_keys=False).rstrip())
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision."""
+    from ticketbridge.adapters.store.sql import Store, redact_url
+    from ticketbridge.app.settings import Settings
+
+    settings = _settings_or_exit()
+    assert isinstance(settings, Settings)
+    store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    store.migrate()
+    current, _ = store.schema_revisions()
+    typer.echo(f"{redact_url(store.url)}: schema at {current}")
+
+
+@cli.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print the HTTP API's OpenAPI document (YAML), as published in openapi.yaml."""
+    from ticketbridge.app.main import create_app
+
+    text = yaml.safe_dump(
+        json.loads(json.dumps(create_app().openapi())), sort_keys=False, allow_unicode=True
+    )
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,41 @@
+"""FastAPI dependencies: the services and the admin-token check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from ticketbridge.app.bootstrap import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require_admin(request: Request, services: ServicesDep) -> None:
+    """Bearer admin token, compared in constant time; unset token means every call is 401."""
+    token = services.settings.admin_token
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    ok = (
+        token is not None
+        and bool(token.get_secret_value())
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(
+            presented.strip().encode("utf-8", "surrogateescape"),
+            token.get_secret_value().encode(),
+        )
+    )
+    if not ok:
+        raise HTTPException(
+            status_code=401, detail="unauthorized", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+AdminDep = Depends(require_admin)

@@ -1,0 +1,223 @@
+"""The outbox dispatcher: claim due effects, call the adapter, record sent / retry / dead.
+
+Each effect is its own task, bounded per target, so one that keeps failing never holds up
+the others; retries back off with jitter (tenacity) and never come before the vendor's
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import structlog
+import tenacity
+
+from ticketbridge.adapters.outbound.errors import AdapterError
+from ticketbridge.adapters.store.schema import DEAD, RETRYING, SENT, SKIPPED
+from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable
+from ticketbridge.app.clock import Clock
+from ticketbridge.app.settings import DispatchSettings
+
+log = structlog.get_logger("ticketbridge.dispatcher")
+T = TypeVar("T")
+RunDb = Callable[[Callable[[], T]], Awaitable[T]]
+
+
+class Sender(Protocol):
+    async def send(self, payload: dict[str, Any], *, effect_key: str) -> int:
+        """Deliver one effect; return the HTTP status or raise AdapterError."""
+        ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        senders: Mapping[str, Sender],
+        clock: Clock,
+        settings: DispatchSettings,
+        run_db: Callable[..., Awaitable[Any]],
+    ) -> None:
+        self._store = store
+        self._senders = senders
+        self._clock = clock
+        self._settings = settings
+        self._run_db = run_db
+        self._owner = f"dispatcher-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._per_target: dict[str, asyncio.Semaphore] = {}
+        self._wait = tenacity.wait_exponential_jitter(
+            initial=settings.backoff_initial,
+            max=settings.backoff_max,
+            jitter=settings.backoff_initial,
+        )
+
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    def wake(self) -> None:
+        """Look for due effects now (called after a webhook commits)."""
+        self._wake.set()
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1-based), with jitter."""
+        state = tenacity.RetryCallState(
+            retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={}
+        )
+        state.attempt_number = attempt
+        return float(self._wait(state))
+
+    async def run_once(self) -> int:
+        """Claim what is due now and deliver it all; return how many were handled."""
+        rows = await self._claim(self._settings.batch_size)
+        await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    async def drain(self, *, max_rounds: int = 100) -> int:
+        """run_once until nothing is due (tests and shutdown)."""
+        total = 0
+        for _ in range(max_rounds):
+            handled = await self.run_once()
+            total += handled
+            if handled == 0:
+                break
+        return total
+
+    async def _claim(self, limit: int) -> list[OutboxRow]:
+        now = self._clock.now().timestamp()
+        rows: list[OutboxRow] = await self._run_db(
+            lambda: self._store.claim_due(
+                now=now,
+                owner=self._owner,
+                limit=limit,
+                lease_seconds=self._settings.lease_seconds,
+            )
+        )
+        return rows
+
+    async def run(self) -> None:
+        """The background loop; returns after ``stop()``."""
+        log.info("dispatcher.started", owner=self._owner)
+        capacity = self._settings.batch_size
+        while not self._stopping:
+            self._wake.clear()
+            free = capacity - len(self._in_flight)
+            rows: list[OutboxRow] = []
+            if free > 0:
+                try:
+                    rows = await self._claim(free)
+                except StoreUnavailable as exc:
+                    log.warning("dispatcher.store_unavailable", error=str(exc))
+            for row in rows:
+                task = asyncio.create_task(self._deliver(row))
+                self._in_flight.add(task)
+                task.add_done_callback(self._done)
+            if rows and len(rows) == free:
+                continue
+            timeout = await self._idle_timeout()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        log.info("dispatcher.stopped", owner=self._owner)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatcher.task_failed", error=repr(task.exception()))
+        self._wake.set()
+
+    async def _idle_timeout(self) -> float:
+        poll = self._settings.poll_seconds
+        try:
+            due = await self._run_db(self._store.next_due_at)
+        except StoreUnavailable:
+            return poll
+        if due is None:
+            return poll
+        return max(0.0, min(poll, due - self._clock.now().timestamp()))
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop claiming, let in-flight deliveries finish (up to ``grace`` s), free leases."""
+        self._stopping = True
+        self._wake.set()
+        if self._in_flight:
+            _done, pending = await asyncio.wait(self._in_flight, timeout=grace)
+            for task in pending:
+                task.cancel()
+        with contextlib.suppress(StoreUnavailable):
+            await self._run_db(lambda: self._store.release_leases(self._owner))
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        sender = self._senders.get(row.target)
+        attempt = row.attempts + 1
+        if sender is None:
+            await self._finish(row, SKIPPED, row.attempts, None, "target not configured")
+            log.info("outbox.skipped", effect=row.key, target=row.target)
+            return
+        semaphore = self._per_target.setdefault(
+            row.target, asyncio.Semaphore(self._settings.concurrency_per_target)
+        )
+        async with semaphore:
+            try:
+                code = await sender.send(row.payload, effect_key=row.key)
+            except AdapterError as exc:
+                await self._failed(row, attempt, exc)
+                return
+        await self._finish(row, SENT, attempt, code, None)
+        log.info("outbox.sent", effect=row.key, target=row.target, attempt=attempt, code=code)
+
+    async def _failed(self, row: OutboxRow, attempt: int, exc: AdapterError) -> None:
+        if not exc.retryable or attempt >= self._settings.max_attempts:
+            await self._finish(row, DEAD, attempt, exc.status_code, str(exc))
+            log.warning(
+                "outbox.dead",
+                effect=row.key,
+                target=row.target,
+                attempt=attempt,
+                code=exc.status_code,
+                error=str(exc),
+            )
+            return
+        delay = max(self.backoff(attempt), exc.retry_after or 0.0)
+        next_at = self._clock.now().timestamp() + delay
+        await self._finish(row, RETRYING, attempt, exc.status_code, str(exc), next_at)
+        log.info(
+            "outbox.retrying",
+            effect=row.key,
+            target=row.target,
+            attempt=attempt,
+            code=exc.status_code,
+            error=str(exc),
+            retry_in=round(delay, 3),
+        )
+
+    async def _finish(
+        self,
+        row: OutboxRow,
+        status: str,
+        attempts: int,
+        code: int | None,
+        error: str | None,
+        next_at: float | None = None,
+    ) -> None:
+        now = self._clock.now().timestamp()
+        kept = await self._run_db(
+            lambda: self._store.finish(
+                row,
+                status=status,
+                now=now,
+                attempts=attempts,
+                code=code,
+                error=error,
+                next_attempt_at=next_at,
+            )
+        )
+        if not kept:
+            log.warning("outbox.lease_lost", effect=row.key, status=status)

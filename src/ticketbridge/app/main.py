@@ -1,0 +1,131 @@
+"""``create_app``: the FastAPI application, its lifespan and its workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import ticketbridge
+from ticketbridge.adapters.store.sql import redact_url
+from ticketbridge.app.bootstrap import Services, build_senders, build_services
+from ticketbridge.app.dispatcher import Dispatcher
+from ticketbridge.app.middleware import RequestContext
+from ticketbridge.app.routes import admin, health, webhooks
+from ticketbridge.app.settings import Settings, load_settings
+
+log = structlog.get_logger("ticketbridge")
+
+
+def _warn_about_settings(services: Services) -> None:
+    s = services.settings
+    if not s.freshdesk.webhook_secrets:
+        log.warning(
+            "config.freshdesk_webhook_secrets_unset",
+            effect="POST /webhooks/freshdesk refuses every request with 401",
+            fix="set TICKETBRIDGE_FRESHDESK__WEBHOOK_SECRETS",
+        )
+    if s.victorops.rest_url is None:
+        log.warning(
+            "config.victorops_rest_url_unset",
+            effect="VictorOps effects are recorded as skipped",
+            fix="set TICKETBRIDGE_VICTOROPS__REST_URL",
+        )
+    if s.admin_token is None:
+        log.warning(
+            "config.admin_token_unset",
+            effect="/v1/ answers 401",
+            fix="set TICKETBRIDGE_ADMIN_TOKEN",
+        )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    start_workers: bool = True,
+) -> FastAPI:
+    """Build the app. Nothing touches the database or network until the lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = services or build_services(settings or load_settings())
+        cfg = svc.settings
+        if cfg.migrate_on_start:
+            await svc.run_db(svc.store.migrate)
+        current, head = await svc.run_db(svc.store.schema_revisions)
+        if current != head:
+            raise RuntimeError(
+                f"database schema is at {current}, this version needs {head}: "
+                "run `ticketbridge migrate` (or set TICKETBRIDGE_MIGRATE_ON_START=true)"
+            )
+        if svc.store.is_sqlite:
+            # One process owns a SQLite file: leases left by a killed predecessor are void.
+            await svc.run_db(svc.store.release_leases)
+        own_http = svc.http is None
+        if svc.http is None:
+            svc.http = httpx.AsyncClient(
+                timeout=httpx.Timeout(cfg.dispatch.http_timeout, connect=5.0),
+                headers={"User-Agent": f"ticketbridge/{ticketbridge.__version__}"},
+            )
+        if svc.senders is None:
+            svc.senders = build_senders(cfg, svc.http)
+        dispatcher = Dispatcher(
+            store=svc.store,
+            senders=svc.senders,
+            clock=svc.clock,
+            settings=cfg.dispatch,
+            run_db=svc.run_db,
+        )
+        app.state.services = svc
+        app.state.dispatcher = dispatcher
+        _warn_about_settings(svc)
+        log.info(
+            "service.started",
+            database=redact_url(svc.store.url),
+            policy=svc.policy.fingerprint,
+            targets=sorted(svc.senders),
+        )
+        task = asyncio.create_task(dispatcher.run()) if start_workers else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                await dispatcher.stop()
+                await task
+            if own_http:
+                await svc.http.aclose()
+                svc.http = None
+            log.info("service.stopped")
+
+    app = FastAPI(
+        title="ticketbridge",
+        version=ticketbridge.__version__,
+        summary="Helpdesk ticket webhooks to VictorOps incidents, durably and exactly once.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContext)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
+
+    app.include_router(health.router)
+    app.include_router(webhooks.router)
+    app.include_router(admin.router)
+    return app

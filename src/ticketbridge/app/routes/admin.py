@@ -1,0 +1,56 @@
+"""The admin API under ``/v1`` (Bearer admin token)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException
+
+from ticketbridge.adapters.store.schema import OPEN_STATES
+from ticketbridge.app.deps import AdminDep, ServicesDep
+from ticketbridge.app.schemas import EffectView, ErrorBody, TicketView, TimelineEntry
+
+router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep])
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+@router.get(
+    "/tickets/{source}/{ticket_id}",
+    response_model=TicketView,
+    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    summary="A ticket's state, timeline and effects",
+)
+async def get_ticket(source: str, ticket_id: str, services: ServicesDep) -> TicketView:
+    view = await services.run_db(lambda: services.store.ticket_view(source, ticket_id))
+    if view is None:
+        raise HTTPException(status_code=404, detail=f"no ticket {source}/{ticket_id}")
+    return TicketView(
+        source=source,
+        ticket_id=ticket_id,
+        state=view["state"],
+        timeline=[
+            TimelineEntry(at=_iso(e["at"]), kind=e["kind"], detail=e["detail"])
+            for e in view["timeline"]
+        ],
+        effects=[
+            EffectView(
+                id=e["id"],
+                key=e["key"],
+                target=e["target"],
+                kind=e["kind"],
+                status=e["status"],
+                attempts=e["attempts"],
+                last_response_code=e["last_code"],
+                last_error=e["last_error"],
+                reason=e["reason"],
+                created_at=_iso(e["created_at"]),
+                updated_at=_iso(e["updated_at"]),
+                next_attempt_at=_iso(e["next_attempt_at"]) if e["status"] in OPEN_STATES else None,
+                payload=e["payload"],
+            )
+            for e in view["effects"]
+        ],
+    )

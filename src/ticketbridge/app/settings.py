@@ -1,0 +1,98 @@
+"""Typed settings: environment (``TICKETBRIDGE_`` prefix, ``__`` for nesting) or a secrets dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///ticketbridge.db"
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class FreshdeskSettings(BaseModel):
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted webhook secrets (Basic-auth password or Bearer token), comma-separated.",
+    )
+    api_url: str | None = None
+    api_key: SecretStr | None = None
+
+    _split = field_validator("webhook_secrets", mode="before")(_split_commas)
+
+
+class VictorOpsSettings(BaseModel):
+    rest_url: SecretStr | None = Field(
+        default=None, description="REST endpoint URL including API key and routing key (secret)."
+    )
+    api_url: str = "https://api.victorops.com"
+    api_id: SecretStr | None = None
+    api_key: SecretStr | None = None
+    tier_two_policy: str | None = None
+    bridge_url: str | None = None
+    bridge_phone: str | None = None
+    tier_two_routing_key: SecretStr | None = None
+
+    @field_validator("rest_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL (the REST endpoint URL VictorOps shows)")
+        return value
+
+
+class DispatchSettings(BaseModel):
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    backoff_initial: float = Field(default=1.0, gt=0)
+    backoff_max: float = Field(default=300.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=64, ge=1, le=1000)
+    concurrency_per_target: int = Field(default=8, ge=1, le=256)
+    http_timeout: float = Field(default=10.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything ticketbridge reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TICKETBRIDGE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=None,
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    policy_file: Path | None = None
+    admin_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    migrate_on_start: bool = True
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    freshdesk: FreshdeskSettings = Field(default_factory=FreshdeskSettings)
+    victorops: VictorOpsSettings = Field(default_factory=VictorOpsSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://", "postgresql+")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; ``/run/secrets`` (or ``TICKETBRIDGE_SECRETS_DIR``) is read when present."""
+    secrets_dir = os.environ.get("TICKETBRIDGE_SECRETS_DIR", "/run/secrets")
+    if Path(secrets_dir).is_dir():
+        return Settings(_secrets_dir=secrets_dir, **overrides)
+    return Settings(**overrides)

@@ -1,0 +1,108 @@
+"""Canonical ticket, events and effects: the data the rules take and return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Priority(StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class Status(StrEnum):
+    """Canonical status; helpdesk-specific labels (custom statuses) are kept beside it."""
+
+    OPEN = "open"
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+    @property
+    def is_active(self) -> bool:
+        """True while the ticket still needs work (not resolved or closed)."""
+        return self in (Status.OPEN, Status.PENDING)
+
+
+class EventKind(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    PRIORITY_CHANGED = "priority_changed"
+    STATUS_CHANGED = "status_changed"
+    NOTE_ADDED = "note_added"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TicketEvent(_Frozen):
+    """One helpdesk event, already parsed and validated by an inbound adapter."""
+
+    source: str
+    ticket_id: str
+    kind: EventKind
+    priority: Priority
+    status: Status
+    status_label: str
+    domain: str = ""
+    url: str = ""
+    subject: str = ""
+    occurred_at: datetime | None = None
+    change: dict[str, Any] = Field(default_factory=dict)
+
+
+class TicketState(_Frozen):
+    """What ticketbridge holds about one ticket between events."""
+
+    source: str
+    ticket_id: str
+    domain: str = ""
+    url: str = ""
+    subject: str = ""
+    priority: Priority
+    status: Status
+    status_label: str
+    opened_at: datetime
+    last_event_at: datetime
+    policy: str
+    incident_open: bool = False
+    page_generation: int = 0
+
+    @property
+    def entity_id(self) -> str:
+        """The VictorOps incident identity for this ticket, stable for its whole life."""
+        domain = self.domain or "default"
+        return f"{self.source}/{domain}/ticket/{self.ticket_id}"
+
+
+class Effect(_Frozen):
+    """Something to do in the outside world, keyed so that it happens once.
+
+    ``key`` is ``target:source/ticket:kind:generation``; the outbox holds it UNIQUE.
+    """
+
+    target: str
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    reason: str
+
+
+class Decision(_Frozen):
+    """The outcome of one event: the new state, what to do, and why."""
+
+    state: TicketState
+    effects: tuple[Effect, ...] = ()
+    notes: tuple[str, ...] = ()
+    stale: bool = False

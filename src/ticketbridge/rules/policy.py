@@ -1,0 +1,172 @@
+"""The support procedure as data: priorities, calendars, windows (DESIGN.md section 1)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic.functional_validators import BeforeValidator
+
+from ticketbridge.rules.durations import format_duration, parse_duration
+from ticketbridge.rules.model import Priority
+
+
+def _to_timedelta(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("a duration must be a string such as 30m, 2h or 90s")
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_timedelta),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+ALL_DAYS = tuple(Weekday)
+
+
+class CalendarSpec(_Strict):
+    """A business-hours calendar: time zone, open weekdays, daily hours, holidays."""
+
+    timezone: str = "UTC"
+    days: tuple[Weekday, ...] = ALL_DAYS
+    hours: str | None = None
+    holidays: tuple[date, ...] = ()
+    holiday_country: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _some_days(cls, value: tuple[Weekday, ...]) -> tuple[Weekday, ...]:
+        if not value:
+            raise ValueError("a calendar needs at least one open day")
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _hours_range(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            start, end = (part.strip() for part in value.split("-"))
+            sh, sm = (int(x) for x in start.split(":"))
+            eh, em = (int(x) for x in end.split(":"))
+        except ValueError as exc:
+            raise ValueError(f"hours must look like 09:00-17:00, got {value!r}") from exc
+        if not (0 <= sh < 24 and 0 <= sm < 60 and 0 <= eh <= 24 and 0 <= em < 60):
+            raise ValueError(f"hours out of range in {value!r}")
+        if (eh, em) <= (sh, sm) or (eh == 24 and em != 0):
+            raise ValueError(f"hours must end after they start, got {value!r}")
+        return value
+
+
+class Engagement(_Strict):
+    within: Duration
+    calendar: str | None = None
+
+
+class TierOne(_Strict):
+    within: Duration
+    then: Literal["bridge", "reassign"]
+
+
+class Cadence(_Strict):
+    every: Duration
+
+
+class WriteUp(_Strict):
+    within: Duration
+
+
+class PriorityRules(_Strict):
+    page: bool
+    engagement: Engagement
+    tier_one: TierOne
+    customer_updates: Cadence | None = None
+    write_up: WriteUp | None = None
+
+
+class Pending(_Strict):
+    auto_close_after: Duration
+
+
+class Escalation(_Strict):
+    reassign_group: str = Field(min_length=1)
+
+
+class Tags(_Strict):
+    system_wide: str = "system-wide"
+    followup: str = "github-followup"
+
+
+class Policy(_Strict):
+    """A validated policy file; ``fingerprint`` identifies it for per-ticket pinning."""
+
+    version: int | str
+    calendars: dict[str, CalendarSpec]
+    priorities: dict[Priority, PriorityRules]
+    pending: Pending
+    escalation: Escalation
+    tags: Tags = Tags()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        missing = [p.value for p in Priority if p not in self.priorities]
+        if missing:
+            raise ValueError(f"priorities: missing {', '.join(missing)}")
+        for prio, rules in self.priorities.items():
+            # The procedure's invariant: Medium and Low never reach VictorOps.
+            if rules.page and prio not in (Priority.URGENT, Priority.HIGH):
+                raise ValueError(f"priorities.{prio.value}.page: only urgent and high may page")
+            if rules.tier_one.then == "bridge" and prio not in (Priority.URGENT, Priority.HIGH):
+                raise ValueError(
+                    f"priorities.{prio.value}.tier_one.then: bridge is for urgent and high only"
+                )
+            cal = rules.engagement.calendar
+            if cal is not None and cal not in self.calendars:
+                raise ValueError(
+                    f"priorities.{prio.value}.engagement.calendar: unknown calendar {cal!r}"
+                )
+        return self
+
+    def for_priority(self, priority: Priority) -> PriorityRules:
+        """The rules that govern tickets at ``priority``."""
+        return self.priorities[priority]
+
+    @property
+    def fingerprint(self) -> str:
+        """``<version>@<hash>``: changes whenever any value of the policy changes."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        return f"{self.version}@{digest}"
