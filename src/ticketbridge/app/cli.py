@@ -61,7 +61,9 @@ def serve(
 
 @cli.command("check-policy")
 def check_policy(
-    file: Annotated[Path | None, typer.Argument(help="Policy YAML (default: the built-in).")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="Policy YAML (default: the built-in).")
+    ] = None,
 ) -> None:
     """Validate a policy file and print it as ticketbridge understands it."""
     try:

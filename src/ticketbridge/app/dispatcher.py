@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import structlog
 import tenacity
@@ -23,8 +23,6 @@ from ticketbridge.app.clock import Clock
 from ticketbridge.app.settings import DispatchSettings
 
 log = structlog.get_logger("ticketbridge.dispatcher")
-T = TypeVar("T")
-RunDb = Callable[[Callable[[], T]], Awaitable[T]]
 
 
 class Sender(Protocol):
@@ -136,7 +134,7 @@ class Dispatcher:
     async def _idle_timeout(self) -> float:
         poll = self._settings.poll_seconds
         try:
-            due = await self._run_db(self._store.next_due_at)
+            due: float | None = await self._run_db(self._store.next_due_at)
         except StoreUnavailable:
             return poll
         if due is None:

@@ -76,9 +76,7 @@ def _record(
         detail["occurred_at"] = event.occurred_at.isoformat()
     uow.add_timeline(src, tid, at=at, kind="received", detail=detail)
     if before is None and not decision.stale:
-        uow.add_timeline(
-            src, tid, at=at, kind="opened", detail={"policy": decision.state.policy}
-        )
+        uow.add_timeline(src, tid, at=at, kind="opened", detail={"policy": decision.state.policy})
     for note in decision.notes:
         uow.add_timeline(
             src, tid, at=at, kind="stale" if decision.stale else "note", detail={"note": note}

@@ -21,7 +21,7 @@ def _split_commas(value: Any) -> Any:
 class FreshdeskSettings(BaseModel):
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Accepted webhook secrets (Basic-auth password or Bearer token), comma-separated.",
+        description="Accepted webhook secrets (Basic password or Bearer token), comma-separated.",
     )
     api_url: str | None = None
     api_key: SecretStr | None = None
