@@ -57,9 +57,26 @@ def classify_response(vendor: str, response: httpx.Response) -> AdapterError | N
     return AdapterError(
         f"{vendor} answered HTTP {code}",
         retryable=retryable,
-        retry_after=parse_retry_after(response.headers.get("retry-after")) if retryable else None,
+        retry_after=retry_after_of(response) if retryable else None,
         status_code=code,
     )
+
+
+def _server_now(response: httpx.Response) -> datetime | None:
+    date = response.headers.get("date")
+    if date is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def retry_after_of(response: httpx.Response) -> float | None:
+    """The response's ``Retry-After`` in seconds. An HTTP-date is measured against the
+    response's own ``Date`` header when present, so our clock's skew does not matter."""
+    return parse_retry_after(response.headers.get("retry-after"), now=_server_now(response))
 
 
 def transport_error(vendor: str, exc: httpx.TransportError) -> AdapterError:

@@ -1,0 +1,1 @@
+"""Fake vendor servers on loopback for fault and end-to-end tests."""

@@ -1,0 +1,1 @@
+"""Real-process fault tests (crash, restart); marked ``fault``."""
