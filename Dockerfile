@@ -34,8 +34,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # Unprivileged user with fixed ids (so volume ownership and runAsNonRoot are predictable);
 # /data holds the SQLite database and must be writable by it.
-RUN groupadd --system --gid 10001 ticketbridge \
- && useradd --system --uid 10001 --gid ticketbridge --home-dir /data --no-create-home \
+RUN groupadd --gid 10001 ticketbridge \
+ && useradd --uid 10001 --gid ticketbridge --home-dir /data --no-create-home --no-log-init \
       --shell /usr/sbin/nologin ticketbridge \
  && mkdir -p /data \
  && chown ticketbridge:ticketbridge /data \

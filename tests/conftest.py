@@ -114,9 +114,7 @@ class AppHarness:
 
 
 @pytest.fixture
-def harness_factory(
-    store: Store, clock: FakeClock, policy: Policy
-) -> Callable[..., Any]:
+def harness_factory(store: Store, clock: FakeClock, policy: Policy) -> Callable[..., Any]:
     """``async with harness_factory(**settings) as h``: app + lifespan, workers off."""
     import contextlib
 

@@ -13,8 +13,6 @@ import structlog
 import yaml
 from structlog.testing import capture_logs
 
-from ticketbridge.adapters.store.sql import Store
-from ticketbridge.app.main import create_app
 from tests.conftest import (
     ADMIN_TOKEN,
     VO_API_KEY,
@@ -23,6 +21,8 @@ from tests.conftest import (
     WEBHOOK_SECRET,
     freshdesk_body,
 )
+from ticketbridge.adapters.store.sql import Store
+from ticketbridge.app.main import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,9 +70,7 @@ async def test_probes(harness_factory: Any) -> None:
     assert (ready.status_code, ready.json()["status"]) == (200, "ok")
 
 
-async def test_readyz_is_503_when_the_schema_is_behind(
-    harness_factory: Any, store: Store
-) -> None:
+async def test_readyz_is_503_when_the_schema_is_behind(harness_factory: Any, store: Store) -> None:
     async with harness_factory() as h:
         with store.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'older'")
@@ -84,8 +82,8 @@ async def test_readyz_is_503_when_the_schema_is_behind(
 async def test_start_up_refuses_an_outdated_schema_unless_told_to_migrate(
     tmp_path: Path, clock: Any, policy: Any
 ) -> None:
-    from ticketbridge.app.bootstrap import Services
     from tests.conftest import make_settings
+    from ticketbridge.app.bootstrap import Services
 
     settings = make_settings(migrate_on_start=False)
     store = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
@@ -122,8 +120,11 @@ async def test_no_secret_appears_in_logs_errors_or_api_output(
     assert request.getEffectiveLevel() == logging.WARNING
     with respx.mock() as mock, capture_logs() as logs:
         mock.post(VO_URL).mock(
-            side_effect=[httpx.ConnectError(f"cannot reach {VO_URL}"), httpx.Response(500),
-                         httpx.Response(400, text=f"bad key {VO_API_KEY}")]
+            side_effect=[
+                httpx.ConnectError(f"cannot reach {VO_URL}"),
+                httpx.Response(500),
+                httpx.Response(400, text=f"bad key {VO_API_KEY}"),
+            ]
         )
         async with harness_factory() as h:
             outputs.append((await h.post_freshdesk(freshdesk_body(5))).text)

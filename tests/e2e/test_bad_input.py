@@ -62,7 +62,10 @@ async def test_non_ascii_authorization_header_is_401(harness_factory: Any) -> No
         response = await h.client.post(
             "/webhooks/freshdesk",
             content=GOOD,
-            headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer \xff\xfe")],
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"authorization", b"Bearer \xff\xfe"),
+            ],
         )
         assert response.status_code == 401
 
@@ -74,7 +77,10 @@ async def test_every_configured_secret_is_accepted_for_rotation(harness_factory:
         bearer = await h.client.post(
             "/webhooks/freshdesk",
             content=json.dumps(freshdesk_body(3)).encode(),
-            headers={"content-type": "application/json", "authorization": "Bearer " + WEBHOOK_SECRET},
+            headers={
+                "content-type": "application/json",
+                "authorization": "Bearer " + WEBHOOK_SECRET,
+            },
         )
     assert [r.status_code for r in (first, second, bearer)] == [202, 202, 202]
 
@@ -94,36 +100,100 @@ async def test_no_configured_secret_refuses_everything(harness_factory: Any) -> 
         (b"\xff\xfe\x00", "application/json", 400, "body is not valid JSON"),
         (b'{"a": NaN}', "application/json", 400, "NaN is not allowed"),
         (b"[" * 100000 + b"]" * 100000, "application/json", 400, "body is not valid JSON"),
-        (b'{"freshdesk_webhook": {"ticket_id": ' + b"9" * 5000 + b"}}", "application/json", 400,
-         "body is not valid JSON"),
+        (
+            b'{"freshdesk_webhook": {"ticket_id": ' + b"9" * 5000 + b"}}",
+            "application/json",
+            400,
+            "body is not valid JSON",
+        ),
         (GOOD, "text/plain", 415, "Content-Type must be application/json"),
         (GOOD, "application/x-www-form-urlencoded", 415, "Content-Type must be application/json"),
         (b"[]", "application/json", 422, "freshdesk_webhook: the body must be a JSON object"),
         (b'{"freshdesk_webhook": "x"}', "application/json", 422, "freshdesk_webhook: must be"),
-        (json.dumps({"freshdesk_webhook": {"ticket_priority": "Urgent", "ticket_status": "Open"}}),
-         "application/json", 422, "freshdesk_webhook.ticket_id: is required"),
-        (json.dumps(freshdesk_body("abc")), "application/json", 422,
-         "freshdesk_webhook.ticket_id: must be a ticket number"),
-        (json.dumps(freshdesk_body(1, priority="Critical")), "application/json", 422,
-         "freshdesk_webhook.ticket_priority: unknown priority"),
-        (json.dumps(freshdesk_body(1, priority="")), "application/json", 422,
-         "freshdesk_webhook.ticket_priority: must not be empty"),
-        (json.dumps({"freshdesk_webhook": {**freshdesk_body(1)["freshdesk_webhook"],
-                                            "ticket_priority": ["Urgent"]}}),
-         "application/json", 422, "freshdesk_webhook.ticket_priority: must be a string"),
-        (json.dumps({"freshdesk_webhook": {**freshdesk_body(1)["freshdesk_webhook"],
-                                            "ticket_status": None}}),
-         "application/json", 422, "freshdesk_webhook.ticket_status: is required"),
-        (json.dumps(freshdesk_body(1, triggered="{status:")), "application/json", 422,
-         "freshdesk_webhook.triggered_event:"),
-        (json.dumps(freshdesk_body(1, ticket_updated_at="yesterday")), "application/json", 422,
-         "freshdesk_webhook.ticket_updated_at: must be an ISO-8601 timestamp"),
+        (
+            json.dumps(
+                {"freshdesk_webhook": {"ticket_priority": "Urgent", "ticket_status": "Open"}}
+            ),
+            "application/json",
+            422,
+            "freshdesk_webhook.ticket_id: is required",
+        ),
+        (
+            json.dumps(freshdesk_body("abc")),
+            "application/json",
+            422,
+            "freshdesk_webhook.ticket_id: must be a ticket number",
+        ),
+        (
+            json.dumps(freshdesk_body(1, priority="Critical")),
+            "application/json",
+            422,
+            "freshdesk_webhook.ticket_priority: unknown priority",
+        ),
+        (
+            json.dumps(freshdesk_body(1, priority="")),
+            "application/json",
+            422,
+            "freshdesk_webhook.ticket_priority: must not be empty",
+        ),
+        (
+            json.dumps(
+                {
+                    "freshdesk_webhook": {
+                        **freshdesk_body(1)["freshdesk_webhook"],
+                        "ticket_priority": ["Urgent"],
+                    }
+                }
+            ),
+            "application/json",
+            422,
+            "freshdesk_webhook.ticket_priority: must be a string",
+        ),
+        (
+            json.dumps(
+                {
+                    "freshdesk_webhook": {
+                        **freshdesk_body(1)["freshdesk_webhook"],
+                        "ticket_status": None,
+                    }
+                }
+            ),
+            "application/json",
+            422,
+            "freshdesk_webhook.ticket_status: is required",
+        ),
+        (
+            json.dumps(freshdesk_body(1, triggered="{status:")),
+            "application/json",
+            422,
+            "freshdesk_webhook.triggered_event:",
+        ),
+        (
+            json.dumps(freshdesk_body(1, ticket_updated_at="yesterday")),
+            "application/json",
+            422,
+            "freshdesk_webhook.ticket_updated_at: must be an ISO-8601 timestamp",
+        ),
     ],
     ids=[
-        "broken-json", "empty", "binary", "nan", "deep-nesting", "huge-integer", "text-plain",
-        "form", "array", "wrapper-not-object", "no-ticket-id", "ticket-id-not-number",
-        "unknown-priority", "empty-priority", "type-confused-priority", "null-status",
-        "bad-triggered-event", "bad-timestamp",
+        "broken-json",
+        "empty",
+        "binary",
+        "nan",
+        "deep-nesting",
+        "huge-integer",
+        "text-plain",
+        "form",
+        "array",
+        "wrapper-not-object",
+        "no-ticket-id",
+        "ticket-id-not-number",
+        "unknown-priority",
+        "empty-priority",
+        "type-confused-priority",
+        "null-status",
+        "bad-triggered-event",
+        "bad-timestamp",
     ],
 )
 async def test_bad_bodies_are_4xx_naming_the_problem_and_store_nothing(

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import VO_URL, AppHarness, freshdesk_body
+from tests.conftest import VO_URL, freshdesk_body
 
 
 def sent_bodies(route: respx.Route) -> list[dict[str, Any]]:
@@ -65,7 +65,9 @@ async def test_resolution_sends_recovery_on_the_same_entity_id(
     async with harness_factory() as h:
         await h.post_freshdesk(freshdesk_body(7, priority="High"))
         await h.post_freshdesk(
-            freshdesk_body(7, priority="High", status="Resolved", triggered="{status:{from:2,to:4}}")
+            freshdesk_body(
+                7, priority="High", status="Resolved", triggered="{status:{from:2,to:4}}"
+            )
         )
         await h.dispatcher.drain()
         view = await h.ticket(7)
@@ -81,9 +83,15 @@ async def test_downgrade_recovers_and_upgrade_pages_again(
 ) -> None:
     async with harness_factory() as h:
         await h.post_freshdesk(freshdesk_body(8, priority="Low"))
-        await h.post_freshdesk(freshdesk_body(8, priority="Urgent", triggered="{priority:{from:1,to:4}}"))
-        await h.post_freshdesk(freshdesk_body(8, priority="Medium", triggered="{priority:{from:4,to:2}}"))
-        await h.post_freshdesk(freshdesk_body(8, priority="High", triggered="{priority:{from:2,to:3}}"))
+        await h.post_freshdesk(
+            freshdesk_body(8, priority="Urgent", triggered="{priority:{from:1,to:4}}")
+        )
+        await h.post_freshdesk(
+            freshdesk_body(8, priority="Medium", triggered="{priority:{from:4,to:2}}")
+        )
+        await h.post_freshdesk(
+            freshdesk_body(8, priority="High", triggered="{priority:{from:2,to:3}}")
+        )
         await h.dispatcher.drain()
         view = await h.ticket(8)
     assert [b["message_type"] for b in sent_bodies(vo.routes[0])] == [
@@ -121,7 +129,9 @@ async def test_a_stale_event_changes_nothing(harness_factory: Any, vo: respx.Moc
     async with harness_factory() as h:
         await h.post_freshdesk(freshdesk_body(9, ticket_updated_at="2026-11-26T10:00:00Z"))
         resolved = freshdesk_body(
-            9, status="Resolved", triggered="{status:{from:2,to:4}}",
+            9,
+            status="Resolved",
+            triggered="{status:{from:2,to:4}}",
             ticket_updated_at="2026-11-26T10:30:00Z",
         )
         await h.post_freshdesk(resolved)

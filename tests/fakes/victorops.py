@@ -286,9 +286,7 @@ class FakeVictorOps:
         """Requests beyond the first one per effect key."""
         return sum(n - 1 for n in self.effect_keys().values())
 
-    def wait_until(
-        self, predicate: Callable[[FakeVictorOps], bool], *, timeout: float
-    ) -> bool:
+    def wait_until(self, predicate: Callable[[FakeVictorOps], bool], *, timeout: float) -> bool:
         """Block until ``predicate(self)`` holds after some request, or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import yaml
 from pydantic import ValidationError
 
 from ticketbridge.rules.policy import Policy
+
+_NAMED = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)+): (.*)$", re.DOTALL)
 
 
 class PolicyError(ValueError):
@@ -73,6 +76,10 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown key"
+            named = _NAMED.match(message)
+            if not loc and named:  # a cross-field check names its key in the message
+                key, message = named.group(1), named.group(2)
+                loc = tuple(key.split("."))
             problems.append((key, _line_of(node, loc), message))
         raise PolicyError(source, problems) from exc
 

@@ -1,0 +1,629 @@
+"""ticketbridge benchmark (DESIGN.md section 5). A measurement, not a test: it never fails on a
+missed target, it reports it.
+
+    .venv/bin/python bench/run.py        # or: make bench
+
+One run, everything on 127.0.0.1, every loop bounded in count and time (about 2 minutes):
+
+1. Ingest throughput of ``POST /webhooks/freshdesk``: ticketbridge (``synchronous=FULL``, the
+   default, and ``NORMAL``) against a bare FastAPI endpoint (bench/bare_app.py), each served by
+   uvicorn in its own process with the same options, loaded by the same generator (``wrk``, one
+   thread, 32 connections; bench/unique_tickets.lua gives every request its own ticket id)
+   for a 2 s warm-up and then 10 s. VictorOps is not configured here, so each webhook's page
+   effect is recorded by the dispatcher as ``skipped`` (one more write per webhook).
+2. Webhook-to-VictorOps latency at a steady 100 webhooks/s (open loop, 2000 Urgent tickets):
+   ticketbridge pages a fake VictorOps (bench/recorder.py) that stamps each alert's arrival;
+   latency = arrival - send time of the webhook, matched by ticket id.
+3. The same through Prometheus Alertmanager (``group_wait: 0s``, one group per ticket, a
+   webhook receiver on the same recorder), 2000 alerts at 100/s via ``POST /api/v2/alerts``.
+
+Prints one table and the raw numbers, and writes both to bench/results/latest.md.
+Missing ``wrk`` / ``prometheus-alertmanager`` are installed with apt-get when run as root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+PYTHON = sys.executable
+TICKETBRIDGE = str(Path(sys.executable).parent / "ticketbridge")
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+
+HOST = "127.0.0.1"
+SECRET = "benchsecret"
+ACCOUNT = "acme"
+CONNECTIONS = 32
+WARMUP_SECONDS = 2
+THROUGHPUT_SECONDS = 10
+RATE = 100  # webhooks (or alerts) per second, open loop
+LATENCY_COUNT = 2000  # 20 s at RATE
+LATENCY_WARMUP = 50
+DELIVERY_GRACE = 15.0  # seconds to wait for the last alerts after the last send
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+OVERALL_LIMIT = 600  # seconds; a safety net, the run takes about two minutes
+THROUGHPUT_TARGET = 0.35
+P99_TARGET_MS = 25.0
+VO_PATH = "/integrations/generic/20131114/alert/BENCHAPIKEY/bench-routing"
+WEBHOOK_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {SECRET}"}
+
+
+# --- processes --------------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the benchmark process dies (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class Service:
+    """One subprocess we started, with its log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+                preexec_fn=_die_with_parent,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Bench:
+    """Owns the temporary directory and every subprocess; ``close`` ends them all."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="tb-bench-", dir="/tmp"))
+        self.services: list[Service] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Service:
+        service = Service(name, argv, env or dict(os.environ), self.tmp / f"{name}.log")
+        self.services.append(service)
+        return service
+
+    def stop(self, service: Service) -> None:
+        service.stop()
+        if service in self.services:
+            self.services.remove(service)
+
+    def close(self) -> None:
+        for service in reversed(self.services):
+            with contextlib.suppress(Exception):
+                service.stop()
+        self.services.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(service: Service, probe: Callable[[httpx.Client], bool]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if service.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{service.name} exited with {service.proc.returncode}:\n{service.tail()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if probe(client):
+                    return
+            time.sleep(0.1)
+    raise RuntimeError(f"{service.name} not ready after {START_TIMEOUT} s:\n{service.tail()}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- tools ------------------------------------------------------------------------------------
+def ensure_tool(binary: str, package: str) -> str | None:
+    """The binary's path, installing the Debian package with apt-get if it is missing."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(f"[bench] {binary} missing and apt-get unavailable (not root?)", flush=True)
+        return None
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+    print(f"[bench] installing {package} with apt-get ...", flush=True)
+    for attempt in range(2):
+        if attempt:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
+        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode == 0:
+            break
+    else:
+        print(f"[bench] apt-get install {package} failed:\n{done.stderr[-2000:]}", flush=True)
+    return shutil.which(binary)
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0].strip() if text else "?"
+
+
+# --- servers ----------------------------------------------------------------------------------
+def ticketbridge_env(directory: Path, synchronous: str, rest_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETBRIDGE_")}
+    env.update(
+        TICKETBRIDGE_DATABASE_URL=f"sqlite:///{directory / 'tb.db'}",
+        TICKETBRIDGE_FRESHDESK__WEBHOOK_SECRETS=SECRET,
+        TICKETBRIDGE_LOG_LEVEL="warning",
+        TICKETBRIDGE_LOG_FORMAT="json",
+        TICKETBRIDGE_SQLITE_SYNCHRONOUS=synchronous,
+        TICKETBRIDGE_SECRETS_DIR=str(directory / "no-secrets"),
+    )
+    if rest_url is not None:
+        env["TICKETBRIDGE_VICTOROPS__REST_URL"] = rest_url
+    return env
+
+
+def start_ticketbridge(
+    bench: Bench, name: str, synchronous: str, rest_url: str | None = None
+) -> tuple[Service, str, Path]:
+    directory = bench.tmp / name
+    directory.mkdir()
+    port = free_port()
+    argv = [TICKETBRIDGE, "serve", "--host", HOST, "--port", str(port)]
+    service = bench.start(name, argv, ticketbridge_env(directory, synchronous, rest_url))
+    base = f"http://{HOST}:{port}"
+    wait_ready(service, lambda c: c.get(f"{base}/healthz").status_code == 200)
+    return service, f"{base}/webhooks/freshdesk", directory / "tb.db"
+
+
+def start_bare(bench: Bench) -> tuple[Service, str]:
+    port = free_port()
+    service = bench.start("bare", [PYTHON, str(BENCH / "bare_app.py"), "--port", str(port)])
+    url = f"http://{HOST}:{port}/webhooks/freshdesk"
+    wait_ready(service, lambda c: c.post(url, content=b"{}").status_code == 202)
+    return service, url
+
+
+def start_recorder(bench: Bench) -> tuple[Service, str]:
+    port = free_port()
+    service = bench.start("recorder", [PYTHON, str(BENCH / "recorder.py"), "--port", str(port)])
+    base = f"http://{HOST}:{port}"
+    wait_ready(service, lambda c: c.get(f"{base}/healthz").status_code == 200)
+    return service, base
+
+
+def start_alertmanager(bench: Bench, binary: str, receiver: str) -> tuple[Service, str]:
+    directory = bench.tmp / "alertmanager"
+    (directory / "data").mkdir(parents=True)
+    config = {  # JSON is YAML
+        "route": {
+            "receiver": "bench",
+            "group_by": ["ticket"],
+            "group_wait": "0s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+        },
+        "receivers": [
+            {"name": "bench", "webhook_configs": [{"url": receiver, "send_resolved": False}]}
+        ],
+    }
+    (directory / "alertmanager.yml").write_text(json.dumps(config, indent=2))
+    port = free_port()
+    argv = [
+        binary,
+        f"--config.file={directory / 'alertmanager.yml'}",
+        f"--storage.path={directory / 'data'}",
+        f"--web.listen-address={HOST}:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    service = bench.start("alertmanager", argv)
+    base = f"http://{HOST}:{port}"
+    wait_ready(service, lambda c: c.get(f"{base}/-/ready").status_code == 200)
+    return service, f"{base}/api/v2/alerts"
+
+
+# --- throughput -------------------------------------------------------------------------------
+def run_load(wrk: str | None, url: str, seconds: int, base: int) -> dict[str, Any]:
+    if wrk is not None:
+        argv = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s"]
+        argv += ["-s", str(BENCH / "unique_tickets.lua"), url, "--", str(base)]
+    else:
+        argv = [PYTHON, str(BENCH / "loadgen.py"), "--url", url, "--seconds", str(seconds)]
+        argv += ["--connections", str(CONNECTIONS), "--base", str(base)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    found = re.search(r"^WRK_JSON (.*)$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(
+            f"load generator failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
+    summary: dict[str, Any] = json.loads(found.group(1))
+    summary["rps"] = summary["requests"] / (summary["duration_us"] / 1e6)
+    return summary
+
+
+def db_counts(db: Path) -> dict[str, Any]:
+    """What ticketbridge committed: inbox rows, distinct tickets, outbox rows by status."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        inbox, tickets = conn.execute(
+            "SELECT count(*), count(DISTINCT ticket_id) FROM inbox"
+        ).fetchone()
+        outcomes = dict(conn.execute("SELECT outcome, count(*) FROM inbox GROUP BY outcome"))
+        outbox = dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status"))
+    return {"inbox": inbox, "distinct_tickets": tickets, "outcomes": outcomes, "outbox": outbox}
+
+
+def log_problems(service: Service) -> dict[str, int]:
+    """Warning-or-worse events in a ticketbridge JSON log, counted by event name."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in service.log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                counts["<non-JSON line>"] = counts.get("<non-JSON line>", 0) + 1
+                continue
+            if record.get("level") in ("warning", "error", "critical"):
+                event = str(record.get("event", "?"))
+                if event.startswith("config."):
+                    continue  # the expected "VictorOps not configured" notice
+                counts[event] = counts.get(event, 0) + 1
+    return counts
+
+
+def throughput(bench: Bench, wrk: str | None, target: str) -> dict[str, Any]:
+    db: Path | None = None
+    if target == "bare":
+        service, url = start_bare(bench)
+    else:
+        service, url, db = start_ticketbridge(bench, f"tb-ingest-{target.lower()}", target)
+    try:
+        warm = run_load(wrk, url, WARMUP_SECONDS, base=1_000_000_000)
+        cpu_before = cpu_seconds(service.pid)
+        main = run_load(wrk, url, THROUGHPUT_SECONDS, base=2_000_000_000)
+        main["server_cpu_percent"] = (
+            100 * (cpu_seconds(service.pid) - cpu_before) / (main["duration_us"] / 1e6)
+        )
+        main["warmup_requests"] = warm["requests"]
+        if db is not None:
+            main["db_at_end"] = db_counts(db)
+    finally:
+        bench.stop(service)
+    if db is not None:
+        main["db_after_stop"] = db_counts(db)
+        main["log_problems"] = log_problems(service)
+    print(f"[bench] throughput {target}: {main['rps']:.0f} req/s", flush=True)
+    return main
+
+
+# --- latency ----------------------------------------------------------------------------------
+def webhook_body(ticket: str) -> bytes:
+    inner = {
+        "triggered_event": "{ticket_action:created}",
+        "ticket_id": ticket,
+        "ticket_url": f"https://{ACCOUNT}.freshdesk.com/a/tickets/{ticket}",
+        "ticket_subject": "bench",
+        "ticket_status": "Open",
+        "ticket_priority": "Urgent",
+    }
+    return json.dumps({"freshdesk_webhook": inner}).encode()
+
+
+def alert_body(ticket: str) -> bytes:
+    alert = {
+        "labels": {"alertname": "FreshdeskUrgentTicket", "ticket": ticket, "severity": "critical"},
+        "annotations": {"summary": "bench", "ticket_url": f"https://{ACCOUNT}.freshdesk.com/a/"},
+    }
+    return json.dumps([alert]).encode()
+
+
+async def paced(
+    url: str, tickets: list[str], body: Callable[[str], bytes], headers: dict[str, str]
+) -> list[tuple[str, int, int, int, int]]:
+    """Open loop: request i leaves at start + i / RATE whatever the earlier ones are doing.
+
+    Returns (ticket, due_ns, sent_ns, answered_ns, status) per request.
+    """
+    results: list[tuple[str, int, int, int, int]] = []
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+
+        async def one(ticket: str, content: bytes, due: int) -> None:
+            sent = time.monotonic_ns()
+            try:
+                status = (await client.post(url, content=content, headers=headers)).status_code
+            except httpx.HTTPError:
+                status = 0
+            results.append((ticket, due, sent, time.monotonic_ns(), status))
+
+        bodies = [body(t) for t in tickets]
+        tasks = []
+        start = time.monotonic_ns() + 50_000_000
+        for i, (ticket, content) in enumerate(zip(tickets, bodies, strict=True)):
+            due = start + i * 1_000_000_000 // RATE
+            delay = (due - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(ticket, content, due)))
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    return results
+
+
+def arrivals(recorder: str, kind: str, tickets: list[str]) -> dict[str, list[int]]:
+    """Arrival times per ticket, waiting (bounded) until every ticket has arrived."""
+    wanted = set(tickets)
+    deadline = time.monotonic() + DELIVERY_GRACE
+    got: dict[str, list[int]] = {}
+    with httpx.Client(timeout=10.0) as client:
+        while True:
+            got = {}
+            for _kind, ticket, at, _detail in client.get(
+                f"{recorder}/records", params={"kind": kind}
+            ).json():
+                if ticket in wanted:
+                    got.setdefault(ticket, []).append(at)
+            if len(got) >= len(wanted) or time.monotonic() > deadline:
+                return got
+            time.sleep(0.2)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def latency_run(
+    url: str,
+    recorder: str,
+    kind: str,
+    body: Callable[[str], bytes],
+    headers: dict[str, str],
+    base: int,
+    pid: int,
+) -> dict[str, Any]:
+    warm = [str(base + i) for i in range(1, LATENCY_WARMUP + 1)]
+    asyncio.run(paced(url, warm, body, headers))
+    arrivals(recorder, kind, warm)
+    tickets = [str(base + 100_000 + i) for i in range(1, LATENCY_COUNT + 1)]
+    cpu_before = cpu_seconds(pid)
+    sends = asyncio.run(paced(url, tickets, body, headers))
+    span = (max(s[2] for s in sends) - min(s[2] for s in sends)) / 1e9
+    got = arrivals(recorder, kind, tickets)
+    cpu = cpu_seconds(pid) - cpu_before
+    sent_at = {s[0]: s[2] for s in sends}
+    latencies = [(min(got[t]) - sent_at[t]) / 1e6 for t in tickets if t in got]
+    acks = [(s[3] - s[2]) / 1e6 for s in sends]
+    late = [(s[2] - s[1]) / 1e6 for s in sends]
+    statuses: dict[str, int] = {}
+    for s in sends:
+        statuses[str(s[4])] = statuses.get(str(s[4]), 0) + 1
+    stats = {
+        "sent": len(sends),
+        "send_rate_per_s": (len(sends) - 1) / span if span else 0.0,
+        "statuses": statuses,
+        "delivered": len(latencies),
+        "missing": len(tickets) - len(latencies),
+        "extra_deliveries": sum(len(v) - 1 for v in got.values()),
+        "ack_p50_ms": percentile(acks, 50),
+        "ack_p99_ms": percentile(acks, 99),
+        "pacer_late_p99_ms": percentile(late, 99),
+        "pacer_late_max_ms": max(late),
+        "server_cpu_percent": 100 * cpu / span if span else 0.0,
+    }
+    if latencies:
+        stats.update(
+            p50_ms=percentile(latencies, 50),
+            p90_ms=percentile(latencies, 90),
+            p99_ms=percentile(latencies, 99),
+            max_ms=max(latencies),
+            mean_ms=sum(latencies) / len(latencies),
+        )
+    return stats
+
+
+def latency_ticketbridge(
+    bench: Bench, recorder: str, synchronous: str, base: int
+) -> dict[str, Any]:
+    name = f"tb-latency-{synchronous.lower()}"
+    service, url, db = start_ticketbridge(bench, name, synchronous, f"{recorder}{VO_PATH}")
+    try:
+        stats = latency_run(
+            url, recorder, "victorops", webhook_body, WEBHOOK_HEADERS, base, service.pid
+        )
+    finally:
+        bench.stop(service)
+    stats["db_after_stop"] = db_counts(db)
+    stats["log_problems"] = log_problems(service)
+    print(f"[bench] latency ticketbridge {synchronous}: p99 {stats.get('p99_ms')} ms", flush=True)
+    return stats
+
+
+def latency_alertmanager(bench: Bench, binary: str, recorder: str, base: int) -> dict[str, Any]:
+    service, url = start_alertmanager(bench, binary, f"{recorder}/alertmanager")
+    headers = {"Content-Type": "application/json"}
+    try:
+        stats = latency_run(url, recorder, "alertmanager", alert_body, headers, base, service.pid)
+    finally:
+        bench.stop(service)
+    print(f"[bench] latency alertmanager: p99 {stats.get('p99_ms')} ms", flush=True)
+    return stats
+
+
+# --- report -----------------------------------------------------------------------------------
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(ours: float | None, reference: float | None) -> str:
+    return "n/a" if not ours or not reference else f"{ours / reference:.2f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    bare = results["throughput"].get("bare", {}).get("rps")
+    lines = [
+        f"### ticketbridge benchmark, {env['date']}",
+        "",
+        f"{env['cpus']} CPUs, {env['kernel']}, Python {env['python']}, uvicorn "
+        f"(1 worker) for both apps; load: {env['loadgen']}, {CONNECTIONS} connections, "
+        f"{WARMUP_SECONDS} s warm-up + {THROUGHPUT_SECONDS} s, unique Urgent tickets; "
+        f"latency: {LATENCY_COUNT} at {RATE}/s open loop after {LATENCY_WARMUP} warm-up; "
+        f"reference {env['alertmanager']}. SQLite on {env['db_fs']}.",
+        "",
+        "| measurement | ticketbridge | reference | ours / ref | target | verdict |",
+        "|---|--:|--:|--:|--:|---|",
+    ]
+    for mode in ("FULL", "NORMAL"):
+        ours = results["throughput"].get(mode, {}).get("rps")
+        verdict = "n/a"
+        if ours and bare:
+            verdict = "met" if ours / bare >= THROUGHPUT_TARGET else "MISSED"
+        label = "default" if mode == "FULL" else "less durable"
+        lines.append(
+            f"| ingest req/s, synchronous={mode} ({label}) | {fmt(ours, 0)} | "
+            f"{fmt(bare, 0)} (bare FastAPI) | {ratio(ours, bare)} | "
+            f">= {THROUGHPUT_TARGET} | {verdict} |"
+        )
+    am = results["latency"].get("alertmanager", {})
+    for mode in ("FULL", "NORMAL"):
+        ours_run = results["latency"].get(mode, {})
+        for key, name in (("p50_ms", "p50"), ("p99_ms", "p99")):
+            ours, ref = ours_run.get(key), am.get(key)
+            target, verdict = "", ""
+            if key == "p99_ms":
+                target = f"<= {P99_TARGET_MS:g} ms"
+                verdict = "n/a" if ours is None else ("met" if ours <= P99_TARGET_MS else "MISSED")
+            delivered = f"{ours_run.get('delivered', 0)}/{LATENCY_COUNT}"
+            lines.append(
+                f"| webhook->VictorOps {name} ms @{RATE}/s, synchronous={mode} "
+                f"[{delivered} paged] | {fmt(ours, 2)} | {fmt(ref, 2)} (Alertmanager) | "
+                f"{ratio(ours, ref)} | {target} | {verdict} |"
+            )
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def signals_end_the_run() -> Iterator[None]:
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    def overtime(_signum: int, _frame: object) -> None:
+        raise TimeoutError(f"benchmark exceeded {OVERALL_LIMIT} s")
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, overtime)
+    signal.alarm(OVERALL_LIMIT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def main() -> int:
+    started = time.monotonic()
+    wrk = ensure_tool("wrk", "wrk")
+    alertmanager = ensure_tool(ALERTMANAGER, "prometheus-alertmanager")
+    fs = subprocess.run(["stat", "-f", "-c", "%T", "/tmp"], capture_output=True, text=True)
+    results: dict[str, Any] = {
+        "environment": {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpus": os.cpu_count(),
+            "kernel": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+            "loadgen": tool_version([wrk, "-v"]) if wrk else "bench/loadgen.py (httpx)",
+            "alertmanager": (
+                tool_version([alertmanager, "--version"]) if alertmanager else "(not installed)"
+            ),
+            "db_fs": f"/tmp ({fs.stdout.strip() or '?'})",
+        },
+        "throughput": {},
+        "latency": {},
+    }
+    bench = Bench()
+    try:
+        with signals_end_the_run():
+            for target in ("bare", "FULL", "NORMAL"):
+                results["throughput"][target] = throughput(bench, wrk, target)
+            _recorder, recorder = start_recorder(bench)
+            for i, mode in enumerate(("FULL", "NORMAL")):
+                base = 5_000_000_000 + i * 1_000_000_000
+                results["latency"][mode] = latency_ticketbridge(bench, recorder, mode, base)
+            if alertmanager is not None:
+                results["latency"]["alertmanager"] = latency_alertmanager(
+                    bench, alertmanager, recorder, 8_000_000_000
+                )
+    except BaseException:
+        for service in bench.services:
+            print(f"--- {service.name} log (last lines) ---\n{service.tail()}", file=sys.stderr)
+        raise
+    finally:
+        bench.close()
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    table = render(results)
+    raw = json.dumps(results, indent=2, sort_keys=True, default=str)
+    report = f"{table}\n\nRaw numbers:\n\n```json\n{raw}\n```\n"
+    print()
+    print(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.md").write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
