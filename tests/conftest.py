@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.bootstrap import Services
@@ -18,6 +19,10 @@ from ticketbridge.app.main import create_app
 from ticketbridge.app.policy import load_policy
 from ticketbridge.app.settings import Settings
 from ticketbridge.rules import Policy
+
+# The machine is shared and noisy: no per-example deadline, a fixed example budget.
+hypothesis_settings.register_profile("ticketbridge", deadline=None, max_examples=200)
+hypothesis_settings.load_profile("ticketbridge")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "fd-secret-do-not-log"

@@ -55,7 +55,7 @@ async def test_the_request_equals_the_recorded_one(policy: Policy, index: int, s
             code = await VictorOpsRest(rest_url=URL, client=client).send(
                 effect.payload, effect_key=effect.key
             )
-    assert code == 200
+    assert code.code == 200
     sent = json.loads(route.calls[0].request.content)
     assert sent.pop("state_start_time") == int(NOW.timestamp())
     assert sent.pop("ticketbridge_effect") == effect.key

@@ -9,15 +9,23 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 
+from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi, HelpdeskTicket
 from ticketbridge.adapters.outbound.victorops import VictorOpsRest
+from ticketbridge.adapters.outbound.victorops_bridge import (
+    VictorOpsIncidentBridge,
+    VictorOpsRoutingKeyBridge,
+)
 from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.clock import Clock, SystemClock
 from ticketbridge.app.dispatcher import Sender
+from ticketbridge.app.guard import TicketReader
 from ticketbridge.app.policy import load_policy
+from ticketbridge.app.service import PolicyBook, ingest
 from ticketbridge.app.settings import Settings
-from ticketbridge.rules import Policy
+from ticketbridge.rules import EventKind, Policy, TicketEvent
 
 T = TypeVar("T")
+STATUS_LABELS = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
 
 
 @dataclass
@@ -29,14 +37,37 @@ class Services:
     policy: Policy
     clock: Clock = field(default_factory=SystemClock)
     senders: dict[str, Sender] | None = None
+    readers: dict[str, TicketReader] | None = None
     http: httpx.AsyncClient | None = None
     db_limiter: anyio.CapacityLimiter | None = None
+    policies: PolicyBook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policies = PolicyBook(self.policy)
 
     async def run_db(self, fn: Callable[[], T]) -> T:
         """Run a blocking store call in a worker thread (one writer at a time on SQLite)."""
         if self.db_limiter is None:
             self.db_limiter = anyio.CapacityLimiter(1 if self.store.is_sqlite else 16)
         return await anyio.to_thread.run_sync(fn, limiter=self.db_limiter)
+
+    async def reconcile(self, source: str, ticket: HelpdeskTicket) -> None:
+        """Apply what the helpdesk API says about a ticket, as an event, through the rules."""
+        event = TicketEvent(
+            source=source,
+            ticket_id=ticket.ticket_id,
+            kind=EventKind.UPDATED,
+            priority=ticket.priority,
+            status=ticket.status,
+            status_label=STATUS_LABELS.get(ticket.status_code, f"Status {ticket.status_code}"),
+            change={"reread": "helpdesk API"},
+        )
+        stamp = ticket.updated_at.isoformat() if ticket.updated_at else "-"
+        key = f"api:{ticket.ticket_id}:{stamp}:{ticket.priority.value}:{ticket.status_code}"
+        now = self.clock.now()
+        await self.run_db(
+            lambda: ingest(self.store, event=event, dedup_key=key, now=now, policies=self.policies)
+        )
 
 
 def build_services(settings: Settings, **overrides: Any) -> Services:
@@ -51,8 +82,47 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
 def build_senders(settings: Settings, http: httpx.AsyncClient) -> dict[str, Sender]:
     """One sender per configured target; a target left out is recorded as skipped."""
     senders: dict[str, Sender] = {}
-    if settings.victorops.rest_url is not None:
-        senders["victorops"] = VictorOpsRest(
-            rest_url=settings.victorops.rest_url.get_secret_value(), client=http
+    vo = settings.victorops
+    if vo.rest_url is not None:
+        senders["victorops"] = VictorOpsRest(rest_url=vo.rest_url.get_secret_value(), client=http)
+    if vo.api_id is not None and vo.api_key is not None and vo.tier_two_policy:
+        # The public API wins when both bridge modes are configured.
+        senders["victorops_bridge"] = VictorOpsIncidentBridge(
+            api_url=vo.api_url,
+            api_id=vo.api_id.get_secret_value(),
+            api_key=vo.api_key.get_secret_value(),
+            escalation_policy=vo.tier_two_policy,
+            bridge_url=vo.bridge_url,
+            bridge_phone=vo.bridge_phone,
+            client=http,
         )
+    elif vo.tier_two_routing_key is not None and vo.rest_url is not None:
+        senders["victorops_bridge"] = VictorOpsRoutingKeyBridge(
+            rest_url=vo.rest_url.get_secret_value(),
+            routing_key=vo.tier_two_routing_key.get_secret_value(),
+            client=http,
+        )
+    freshdesk = build_freshdesk(settings, http)
+    if freshdesk is not None:
+        senders["freshdesk"] = freshdesk
     return senders
+
+
+def build_freshdesk(settings: Settings, http: httpx.AsyncClient) -> FreshdeskApi | None:
+    fd = settings.freshdesk
+    if fd.api_url is None or fd.api_key is None:
+        return None
+    return FreshdeskApi(
+        api_url=fd.api_url,
+        api_key=fd.api_key.get_secret_value(),
+        client=http,
+        calls_per_minute=fd.calls_per_minute,
+    )
+
+
+def build_readers(settings: Settings, senders: dict[str, Sender]) -> dict[str, TicketReader]:
+    """Helpdesk APIs to re-read tickets from before effects that matter."""
+    freshdesk = senders.get("freshdesk")
+    if settings.freshdesk.reread and isinstance(freshdesk, FreshdeskApi):
+        return {"freshdesk": freshdesk}
+    return {}

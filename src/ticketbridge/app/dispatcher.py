@@ -11,13 +11,16 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from string import Template
 from typing import Any, Protocol
 
 import structlog
 import tenacity
 
+from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
-from ticketbridge.adapters.store.schema import DEAD, RETRYING, SENT, SKIPPED
+from ticketbridge.adapters.store.schema import DEAD, PENDING, RETRYING, SENT, SKIPPED
 from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable
 from ticketbridge.app.clock import Clock
 from ticketbridge.app.settings import DispatchSettings
@@ -26,9 +29,56 @@ log = structlog.get_logger("ticketbridge.dispatcher")
 
 
 class Sender(Protocol):
-    async def send(self, payload: dict[str, Any], *, effect_key: str) -> int:
-        """Deliver one effect; return the HTTP status or raise AdapterError."""
+    async def send(self, payload: dict[str, Any], *, effect_key: str) -> Sent:
+        """Deliver one effect; return what was sent or raise AdapterError."""
         ...
+
+
+class Guard(Protocol):
+    async def check(self, row: OutboxRow) -> Verdict:
+        """Whether the effect may go out now, must wait, or no longer applies."""
+        ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``go``; ``wait`` (retry in ``seconds`` without counting an attempt); or ``skip``."""
+
+    action: str = "go"
+    reason: str = ""
+    seconds: float = 0.0
+
+
+GO = Verdict()
+
+
+def follow_ups(row: OutboxRow, info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Effects to enqueue once ``row`` succeeded, ``$details`` filled from its result."""
+    details = (
+        ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items() if v) or "see VictorOps"
+    )
+    rows = []
+    for effect in row.payload.get("then", []):
+        payload = {
+            k: Template(v).safe_substitute(details=details) if isinstance(v, str) else v
+            for k, v in effect["payload"].items()
+        }
+        rows.append(
+            {
+                "key": effect["key"],
+                "target": effect["target"],
+                "kind": effect["kind"],
+                "source": row.source,
+                "ticket_id": row.ticket_id,
+                "payload": payload,
+                "reason": effect["reason"],
+            }
+        )
+    return rows
+
+
+def row_status(row: OutboxRow) -> str:
+    return RETRYING if row.attempts else PENDING
 
 
 class Dispatcher:
@@ -40,7 +90,9 @@ class Dispatcher:
         clock: Clock,
         settings: DispatchSettings,
         run_db: Callable[..., Awaitable[Any]],
+        guard: Guard | None = None,
     ) -> None:
+        self._guard = guard
         self._store = store
         self._senders = senders
         self._clock = clock
@@ -164,12 +216,32 @@ class Dispatcher:
         )
         async with semaphore:
             try:
-                code = await sender.send(row.payload, effect_key=row.key)
+                verdict = await self._guard.check(row) if self._guard is not None else GO
+                if verdict.action == "skip":
+                    await self._finish(row, SKIPPED, row.attempts, None, verdict.reason)
+                    log.info("outbox.skipped", effect=row.key, reason=verdict.reason)
+                    return
+                if verdict.action == "wait":
+                    next_at = self._clock.now().timestamp() + verdict.seconds
+                    await self._finish(
+                        row, row_status(row), row.attempts, None, verdict.reason, next_at
+                    )
+                    return
+                payload = {k: v for k, v in row.payload.items() if k != "then"}
+                sent = await sender.send(payload, effect_key=row.key)
             except AdapterError as exc:
                 await self._failed(row, attempt, exc)
                 return
-        await self._finish(row, SENT, attempt, code, None)
-        log.info("outbox.sent", effect=row.key, target=row.target, attempt=attempt, code=code)
+        await self._finish(
+            row,
+            SENT,
+            attempt,
+            sent.code,
+            None,
+            result=sent.info or None,
+            then=follow_ups(row, sent.info),
+        )
+        log.info("outbox.sent", effect=row.key, target=row.target, attempt=attempt, code=sent.code)
 
     async def _failed(self, row: OutboxRow, attempt: int, exc: AdapterError) -> None:
         if not exc.retryable or attempt >= self._settings.max_attempts:
@@ -204,6 +276,9 @@ class Dispatcher:
         code: int | None,
         error: str | None,
         next_at: float | None = None,
+        *,
+        result: dict[str, Any] | None = None,
+        then: list[dict[str, Any]] | None = None,
     ) -> None:
         now = self._clock.now().timestamp()
         kept = await self._run_db(
@@ -215,6 +290,8 @@ class Dispatcher:
                 code=code,
                 error=error,
                 next_attempt_at=next_at,
+                result=result,
+                follow_ups=then or (),
             )
         )
         if not kept:

@@ -15,10 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ticketbridge
 from ticketbridge.adapters.store.sql import redact_url
-from ticketbridge.app.bootstrap import Services, build_senders, build_services
+from ticketbridge.app.bootstrap import Services, build_readers, build_senders, build_services
 from ticketbridge.app.dispatcher import Dispatcher
+from ticketbridge.app.guard import EffectGuard
 from ticketbridge.app.middleware import RequestContext
 from ticketbridge.app.routes import admin, health, webhooks
+from ticketbridge.app.scheduler import Scheduler
 from ticketbridge.app.settings import Settings, load_settings
 
 log = structlog.get_logger("ticketbridge")
@@ -31,6 +33,12 @@ def _warn_about_settings(services: Services) -> None:
             "config.freshdesk_webhook_secrets_unset",
             effect="POST /webhooks/freshdesk refuses every request with 401",
             fix="set TICKETBRIDGE_FRESHDESK__WEBHOOK_SECRETS",
+        )
+    if s.freshdesk.api_url is None or s.freshdesk.api_key is None:
+        log.warning(
+            "config.freshdesk_api_unset",
+            effect="helpdesk effects (notes, reassign, close) are recorded as skipped; no re-read",
+            fix="set TICKETBRIDGE_FRESHDESK__API_URL and TICKETBRIDGE_FRESHDESK__API_KEY",
         )
     if s.victorops.rest_url is None:
         log.warning(
@@ -77,15 +85,31 @@ def create_app(
             )
         if svc.senders is None:
             svc.senders = build_senders(cfg, svc.http)
+        if svc.readers is None:
+            svc.readers = build_readers(cfg, svc.senders)
+        guard = EffectGuard(
+            store=svc.store, run_db=svc.run_db, readers=svc.readers, reconcile=svc.reconcile
+        )
         dispatcher = Dispatcher(
             store=svc.store,
             senders=svc.senders,
             clock=svc.clock,
             settings=cfg.dispatch,
             run_db=svc.run_db,
+            guard=guard,
+        )
+        scheduler = Scheduler(
+            store=svc.store,
+            policies=svc.policies,
+            clock=svc.clock,
+            run_db=svc.run_db,
+            on_effects=dispatcher.wake,
+            batch_size=cfg.scheduler.batch_size,
+            poll_seconds=cfg.scheduler.poll_seconds,
         )
         app.state.services = svc
         app.state.dispatcher = dispatcher
+        app.state.scheduler = scheduler
         _warn_about_settings(svc)
         log.info(
             "service.started",
@@ -93,13 +117,18 @@ def create_app(
             policy=svc.policy.fingerprint,
             targets=sorted(svc.senders),
         )
-        task = asyncio.create_task(dispatcher.run()) if start_workers else None
+        tasks = (
+            [asyncio.create_task(dispatcher.run()), asyncio.create_task(scheduler.run())]
+            if start_workers
+            else []
+        )
         try:
             yield
         finally:
-            if task is not None:
+            if tasks:
+                scheduler.stop()
                 await dispatcher.stop()
-                await task
+                await asyncio.gather(*tasks)
             if own_http:
                 await svc.http.aclose()
                 svc.http = None

@@ -1,91 +1,179 @@
-"""Apply one inbound event: inbox, rules, new state, outbox — in one transaction."""
+"""Apply one inbound event or one due timer: rules, new state, outbox, timers — one transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
+
+import structlog
 
 from ticketbridge.adapters.store.sql import Store, UnitOfWork
 from ticketbridge.rules import Decision, Policy, TicketEvent, TicketState, decide
+from ticketbridge.rules.model import TimerKind
+from ticketbridge.rules.timers import on_timer
+
+log = structlog.get_logger("ticketbridge.service")
+
+
+@dataclass
+class PolicyBook:
+    """The policy in force for new tickets, and every version a ticket is pinned to."""
+
+    current: Policy
+    _known: dict[str, Policy] = field(default_factory=dict)
+    _saved: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._known[self.current.fingerprint] = self.current
+
+    def remember_current(self, uow: UnitOfWork, *, at: float) -> None:
+        fingerprint = self.current.fingerprint
+        if fingerprint not in self._saved:
+            uow.save_policy(fingerprint, self.current.model_dump(mode="json"), at=at)
+            self._saved.add(fingerprint)
+
+    def pinned(self, uow: UnitOfWork, fingerprint: str) -> Policy:
+        """The policy a ticket opened under (the current one if it was never stored)."""
+        policy = self._known.get(fingerprint)
+        if policy is None:
+            document = uow.load_policy(fingerprint)
+            if document is None:
+                log.warning("policy.pin_missing", fingerprint=fingerprint)
+                return self.current
+            policy = Policy.model_validate(document)
+            self._known[fingerprint] = policy
+        return policy
 
 
 @dataclass(frozen=True)
 class IngestResult:
     outcome: Literal["accepted", "duplicate", "stale"]
     effects: int
+    timers: int = 0
+
+
+def commit_decision(
+    uow: UnitOfWork, source: str, ticket_id: str, decision: Decision, *, at: float
+) -> int:
+    """Write a decision: the state, its effects (once each) and its timer changes."""
+    uow.save_ticket(source, ticket_id, decision.state.model_dump(mode="json"), at)
+    for change in decision.timers:
+        uow.set_timer(
+            source,
+            ticket_id,
+            kind=change.kind.value,
+            due=change.due.timestamp() if change.due is not None else None,
+            rule=change.rule,
+            at=at,
+        )
+    for effect in decision.effects:
+        uow.add_timeline(
+            source,
+            ticket_id,
+            at=at,
+            kind="decided",
+            detail={"effect": effect.key, "target": effect.target, "reason": effect.reason},
+        )
+    return uow.enqueue(
+        [
+            {
+                "key": effect.key,
+                "target": effect.target,
+                "kind": effect.kind,
+                "source": source,
+                "ticket_id": ticket_id,
+                "payload": effect.payload,
+                "reason": effect.reason,
+            }
+            for effect in decision.effects
+        ],
+        at=at,
+    )
 
 
 def ingest(
-    store: Store, *, event: TicketEvent, dedup_key: str, now: datetime, policy: Policy
+    store: Store, *, event: TicketEvent, dedup_key: str, now: datetime, policies: PolicyBook
 ) -> IngestResult:
     """Record ``event`` once and commit what the rules decide; a redelivery changes nothing."""
     at = now.timestamp()
+    src, tid = event.source, event.ticket_id
     with store.unit_of_work() as uow:
         inbox_id = uow.add_inbox(
-            source=event.source,
+            source=src,
             dedup_key=dedup_key,
-            ticket_id=event.ticket_id,
+            ticket_id=tid,
             event=event.model_dump(mode="json"),
             at=at,
         )
         if inbox_id is None:
             return IngestResult("duplicate", 0)
-        raw_state = uow.load_ticket(event.source, event.ticket_id)
+        raw_state = uow.load_ticket(src, tid)
         state = TicketState.model_validate(raw_state) if raw_state is not None else None
+        if state is None:
+            policy = policies.current
+            policies.remember_current(uow, at=at)
+        else:
+            policy = policies.pinned(uow, state.policy)
         decision = decide(state, event, now=now, policy=policy)
-        _record(uow, event, state, decision, at=at)
+        detail: dict[str, object] = {
+            "event": event.kind.value,
+            "priority": event.priority.value,
+            "status": event.status_label,
+            "change": event.change,
+        }
+        if event.occurred_at is not None:
+            detail["occurred_at"] = event.occurred_at.isoformat()
+        uow.add_timeline(src, tid, at=at, kind="received", detail=detail)
+        if state is None:
+            uow.add_timeline(src, tid, at=at, kind="opened", detail={"policy": policy.fingerprint})
+        for note in decision.notes:
+            kind = "stale" if decision.stale else "note"
+            uow.add_timeline(src, tid, at=at, kind=kind, detail={"note": note})
         if decision.stale:
             uow.mark_inbox(inbox_id, "stale")
             return IngestResult("stale", 0)
-        uow.save_ticket(event.source, event.ticket_id, decision.state.model_dump(mode="json"), at)
-        inserted = uow.enqueue(
-            [
-                {
-                    "key": effect.key,
-                    "target": effect.target,
-                    "kind": effect.kind,
-                    "source": event.source,
-                    "ticket_id": event.ticket_id,
-                    "payload": effect.payload,
-                    "reason": effect.reason,
-                }
-                for effect in decision.effects
-            ],
-            at=at,
-        )
-    return IngestResult("accepted", inserted)
+        inserted = commit_decision(uow, src, tid, decision, at=at)
+    return IngestResult("accepted", inserted, len(decision.timers))
 
 
-def _record(
-    uow: UnitOfWork,
-    event: TicketEvent,
-    before: TicketState | None,
-    decision: Decision,
-    *,
-    at: float,
-) -> None:
-    src, tid = event.source, event.ticket_id
-    detail = {
-        "event": event.kind.value,
-        "priority": event.priority.value,
-        "status": event.status_label,
-        "change": event.change,
-    }
-    if event.occurred_at is not None:
-        detail["occurred_at"] = event.occurred_at.isoformat()
-    uow.add_timeline(src, tid, at=at, kind="received", detail=detail)
-    if before is None and not decision.stale:
-        uow.add_timeline(src, tid, at=at, kind="opened", detail={"policy": decision.state.policy})
-    for note in decision.notes:
-        uow.add_timeline(
-            src, tid, at=at, kind="stale" if decision.stale else "note", detail={"note": note}
-        )
-    for effect in decision.effects:
-        uow.add_timeline(
-            src,
-            tid,
-            at=at,
-            kind="decided",
-            detail={"effect": effect.key, "target": effect.target, "reason": effect.reason},
-        )
+@dataclass(frozen=True)
+class TimerRun:
+    fired: int
+    effects: int
+    max_lateness: float
+
+
+def fire_due_timers(store: Store, *, now: datetime, policies: PolicyBook, limit: int) -> TimerRun:
+    """Fire up to ``limit`` due timers in one transaction: each fires once or not at all."""
+    at = now.timestamp()
+    fired = effects = 0
+    max_late = 0.0
+    with store.unit_of_work() as uow:
+        for timer in uow.due_timers(now=at, limit=limit):
+            raw_state = uow.load_ticket(timer.source, timer.ticket_id)
+            lateness = max(0.0, at - timer.due_at)
+            uow.mark_timer_fired(timer.id, at=at, lateness=lateness)
+            fired += 1
+            max_late = max(max_late, lateness)
+            if raw_state is None:
+                continue
+            state = TicketState.model_validate(raw_state)
+            policy = policies.pinned(uow, state.policy)
+            decision = on_timer(
+                state,
+                TimerKind(timer.kind),
+                due=datetime.fromtimestamp(timer.due_at, UTC),
+                now=now,
+                policy=policy,
+            )
+            for note in decision.notes:
+                uow.add_timeline(
+                    timer.source,
+                    timer.ticket_id,
+                    at=at,
+                    kind="timer",
+                    detail={"timer": timer.kind, "note": note, "late_s": round(lateness, 3)},
+                )
+            effects += commit_decision(uow, timer.source, timer.ticket_id, decision, at=at)
+    return TimerRun(fired, effects, max_late)

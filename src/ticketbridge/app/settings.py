@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_DATABASE_URL = "sqlite:///ticketbridge.db"
 
@@ -25,6 +31,10 @@ class FreshdeskSettings(BaseModel):
     )
     api_url: str | None = None
     api_key: SecretStr | None = None
+    calls_per_minute: int = Field(default=200, ge=1, description="The account's API budget.")
+    reread: bool = Field(
+        default=True, description="Re-read the ticket before a page, bridge, reassign or close."
+    )
 
     _split = field_validator("webhook_secrets", mode="before")(_split_commas)
 
@@ -49,6 +59,11 @@ class VictorOpsSettings(BaseModel):
         return value
 
 
+class SchedulerSettings(BaseModel):
+    batch_size: int = Field(default=500, ge=1, le=10000)
+    poll_seconds: float = Field(default=1.0, gt=0)
+
+
 class DispatchSettings(BaseModel):
     max_attempts: int = Field(default=10, ge=1, le=100)
     backoff_initial: float = Field(default=1.0, gt=0)
@@ -68,6 +83,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="ignore",
         secrets_dir=None,
+        secrets_nested_delimiter="__",
     )
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -81,6 +97,20 @@ class Settings(BaseSettings):
     freshdesk: FreshdeskSettings = Field(default_factory=FreshdeskSettings)
     victorops: VictorOpsSettings = Field(default_factory=VictorOpsSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files may name nested settings too: ticketbridge_victorops__rest_url.
+        nested = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, nested
 
     @field_validator("database_url")
     @classmethod

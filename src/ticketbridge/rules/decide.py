@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ticketbridge.rules.effects import page, recover
 from ticketbridge.rules.model import (
     Decision,
     Effect,
+    EventKind,
     Priority,
+    Status,
     TicketEvent,
     TicketState,
 )
 from ticketbridge.rules.policy import Policy
+from ticketbridge.rules.timers import plan_timers, timer_changes
 
 PAGING_PRIORITIES = frozenset({Priority.URGENT, Priority.HIGH})
-VICTOROPS = "victorops"
 
 
 def _should_page(state: TicketState, policy: Policy) -> bool:
@@ -27,96 +30,81 @@ def _should_page(state: TicketState, policy: Policy) -> bool:
     )
 
 
-def _page(state: TicketState, reason: str, now: datetime) -> Effect:
-    generation = state.page_generation
-    return Effect(
-        target=VICTOROPS,
-        kind="page",
-        key=f"{VICTOROPS}:{state.source}/{state.ticket_id}:page:{generation}",
-        reason=reason,
-        payload={
-            "message_type": "CRITICAL",
-            "entity_id": state.entity_id,
-            "entity_display_name": (
-                f"[{state.priority.label}] {state.source.capitalize()} "
-                f"#{state.ticket_id}: {state.subject}"
-            ).strip(),
-            "state_message": (
-                f"Priority {state.priority.label}, status {state.status_label}. {state.url}"
-            ).strip(),
-            "ticket_url": state.url,
-            "state_start_time": int(now.timestamp()),
-        },
+def _open(event: TicketEvent, at: datetime, policy: Policy) -> TicketState:
+    return TicketState(
+        source=event.source,
+        ticket_id=event.ticket_id,
+        domain=event.domain,
+        url=event.url,
+        subject=event.subject,
+        priority=event.priority,
+        status=event.status,
+        status_label=event.status_label,
+        opened_at=at,
+        last_event_at=at,
+        policy=policy.fingerprint,
+        pending_since=at if event.status is Status.PENDING else None,
     )
 
 
-def _recover(state: TicketState, reason: str, now: datetime) -> Effect:
-    generation = state.page_generation
-    return Effect(
-        target=VICTOROPS,
-        kind="recover",
-        key=f"{VICTOROPS}:{state.source}/{state.ticket_id}:recover:{generation}",
-        reason=reason,
-        payload={
-            "message_type": "RECOVERY",
-            "entity_id": state.entity_id,
-            "entity_display_name": (
-                f"[{state.priority.label}] {state.source.capitalize()} "
-                f"#{state.ticket_id}: {state.subject}"
-            ).strip(),
-            "state_message": f"{reason}. {state.url}".strip(),
-            "ticket_url": state.url,
-            "state_start_time": int(now.timestamp()),
-        },
+def _apply(state: TicketState, event: TicketEvent, at: datetime, policy: Policy) -> TicketState:
+    """The ticket after ``event``: snapshot fields plus the commitments it meets or resets."""
+    update: dict[str, object] = {
+        "domain": event.domain or state.domain,
+        "url": event.url or state.url,
+        "subject": event.subject or state.subject,
+        "priority": event.priority,
+        "status": event.status,
+        "status_label": event.status_label,
+        "last_event_at": max(at, state.last_event_at),
+    }
+    engaged = (event.kind is EventKind.AGENT_REPLY and "public_reply" in policy.engagement_by) or (
+        (event.kind is EventKind.ASSIGNED or event.agent_assigned)
+        and "assignment" in policy.engagement_by
     )
+    if engaged and state.engaged_at is None:
+        update["engaged_at"] = at
+    if event.kind is EventKind.AGENT_REPLY:
+        update["cadence_base"] = at
+        update["update_reminders"] = 0
+    if event.status is not state.status:
+        update["pending_since"] = at if event.status is Status.PENDING else None
+        update["auto_close_requested"] = False
+        if state.status is Status.PENDING and event.status is Status.OPEN:
+            update["cadence_base"] = at
+            update["update_reminders"] = 0
+    if event.kind is EventKind.CUSTOMER_REPLY:
+        update["pending_since"] = None  # a customer reply cancels the auto-close
+    return state.model_copy(update=update)
 
 
 def decide(
     state: TicketState | None, event: TicketEvent, *, now: datetime, policy: Policy
 ) -> Decision:
-    """Apply ``event`` to ``state`` under ``policy`` at ``now``.
+    """Apply ``event`` to ``state`` under ``policy`` (the ticket's pinned one) at ``now``.
 
-    Returns the new state and the effects it demands. An event older than the last one
-    applied (by its own timestamp) is stale: it changes nothing.
+    Returns the new state, the effects it demands and the changes to its timers. An event
+    older than the last one applied (by its own timestamp) is stale: it changes nothing, and
+    so is the webhook echo of ticketbridge's own note.
     """
     occurred = event.occurred_at or now
-    if state is None:
-        before = None
-        current = TicketState(
-            source=event.source,
-            ticket_id=event.ticket_id,
-            domain=event.domain,
-            url=event.url,
-            subject=event.subject,
-            priority=event.priority,
-            status=event.status,
-            status_label=event.status_label,
-            opened_at=occurred,
-            last_event_at=occurred,
-            policy=policy.fingerprint,
+    if state is not None and event.own_echo:
+        return Decision(state=state, notes=("ticketbridge's own note echoed back: ignored",))
+    if (
+        state is not None
+        and event.occurred_at is not None
+        and event.occurred_at < state.last_event_at
+    ):
+        return Decision(
+            state=state,
+            stale=True,
+            notes=(
+                f"stale event ignored: it happened at {event.occurred_at.isoformat()}, "
+                f"before the last applied event at {state.last_event_at.isoformat()}",
+            ),
         )
-    else:
-        if event.occurred_at is not None and event.occurred_at < state.last_event_at:
-            return Decision(
-                state=state,
-                stale=True,
-                notes=(
-                    f"stale event ignored: it happened at {event.occurred_at.isoformat()}, "
-                    f"before the last applied event at {state.last_event_at.isoformat()}",
-                ),
-            )
-        before = state
-        current = state.model_copy(
-            update={
-                "domain": event.domain or state.domain,
-                "url": event.url or state.url,
-                "subject": event.subject or state.subject,
-                "priority": event.priority,
-                "status": event.status,
-                "status_label": event.status_label,
-                "last_event_at": max(occurred, state.last_event_at),
-            }
-        )
+    before = state
+    current = _apply(state or _open(event, occurred, policy), event, occurred, policy)
 
     effects: list[Effect] = []
     notes: list[str] = []
@@ -132,14 +120,25 @@ def decide(
                 f"ticket now {current.priority.label} and {current.status_label}"
                 f" (was {before.priority.label}, {before.status_label}): pages VictorOps"
             )
-        effects.append(_page(current, why, occurred))
+        effects.append(page(current, why, occurred))
     elif not wants_page and current.incident_open:
         if not current.status.is_active:
             why = f"Ticket {current.status_label.lower()} in the helpdesk"
         else:
             why = f"Ticket downgraded to {current.priority.label}"
-        effects.append(_recover(current, why, occurred))
+        effects.append(recover(current, why, occurred))
         current = current.model_copy(update={"incident_open": False})
     elif current.priority not in PAGING_PRIORITIES:
         notes.append(f"{current.priority.label} tickets never page VictorOps")
-    return Decision(state=current, effects=tuple(effects), notes=tuple(notes))
+    if before is not None and before.priority is not current.priority:
+        notes.append(
+            f"re-triaged {before.priority.label} → {current.priority.label}: timers re-planned "
+            f"from the ticket's start {current.opened_at.isoformat()}"
+        )
+    old_plan = plan_timers(before, policy) if before is not None else None
+    return Decision(
+        state=current,
+        effects=tuple(effects),
+        timers=timer_changes(old_plan, plan_timers(current, policy)),
+        notes=tuple(notes),
+    )

@@ -40,6 +40,9 @@ class EventKind(StrEnum):
     PRIORITY_CHANGED = "priority_changed"
     STATUS_CHANGED = "status_changed"
     NOTE_ADDED = "note_added"
+    AGENT_REPLY = "agent_reply"
+    CUSTOMER_REPLY = "customer_reply"
+    ASSIGNED = "assigned"
 
 
 class _Frozen(BaseModel):
@@ -60,6 +63,9 @@ class TicketEvent(_Frozen):
     subject: str = ""
     occurred_at: datetime | None = None
     change: dict[str, Any] = Field(default_factory=dict)
+    agent_assigned: bool | None = None
+    tags: tuple[str, ...] = ()
+    own_echo: bool = False
 
 
 class TicketState(_Frozen):
@@ -78,6 +84,13 @@ class TicketState(_Frozen):
     policy: str
     incident_open: bool = False
     page_generation: int = 0
+    engaged_at: datetime | None = None
+    engagement_breached: bool = False
+    tier_one_done: bool = False
+    cadence_base: datetime | None = None
+    update_reminders: int = 0
+    pending_since: datetime | None = None
+    auto_close_requested: bool = False
 
     @property
     def entity_id(self) -> str:
@@ -99,10 +112,26 @@ class Effect(_Frozen):
     reason: str
 
 
+class TimerKind(StrEnum):
+    TIER_ONE = "tier_one"
+    ENGAGEMENT = "engagement"
+    CUSTOMER_UPDATE = "customer_update"
+    AUTO_CLOSE = "auto_close"
+
+
+class TimerChange(_Frozen):
+    """Arm the ticket's timer of ``kind`` at ``due``, or cancel it when ``due`` is None."""
+
+    kind: TimerKind
+    due: datetime | None
+    rule: str = ""
+
+
 class Decision(_Frozen):
-    """The outcome of one event: the new state, what to do, and why."""
+    """The outcome of one event or timer: the new state, what to do, and why."""
 
     state: TicketState
     effects: tuple[Effect, ...] = ()
+    timers: tuple[TimerChange, ...] = ()
     notes: tuple[str, ...] = ()
     stale: bool = False

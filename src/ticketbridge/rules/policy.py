@@ -139,6 +139,11 @@ class Policy(_Strict):
     pending: Pending
     escalation: Escalation
     tags: Tags = Tags()
+    # What counts as initial engagement: the first public agent reply, an agent assignment.
+    engagement_by: tuple[Literal["public_reply", "assignment"], ...] = (
+        "public_reply",
+        "assignment",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:

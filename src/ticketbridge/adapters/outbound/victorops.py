@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
@@ -45,8 +46,8 @@ class VictorOpsRest:
         body["ticketbridge_effect"] = effect_key
         return body
 
-    async def send(self, payload: dict[str, Any], *, effect_key: str) -> int:
-        """Send one alert; return the HTTP status, or raise AdapterError."""
+    async def send(self, payload: dict[str, Any], *, effect_key: str) -> Sent:
+        """Send one alert; return what was sent, or raise AdapterError."""
         body = self.body(payload, effect_key=effect_key)
         try:
             response = await self._client.post(self._url, json=body)
@@ -55,4 +56,4 @@ class VictorOpsRest:
         error = classify_response(VENDOR, response)
         if error is not None:
             raise error
-        return response.status_code
+        return Sent(response.status_code)

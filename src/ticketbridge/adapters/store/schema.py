@@ -64,9 +64,41 @@ outbox = sa.Table(
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_expires_at", sa.Float, nullable=True),
     sa.Column("lease_token", sa.Integer, nullable=False, default=0),
+    sa.Column("result", sa.JSON, nullable=True),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
     sa.Index("ix_outbox_ticket", "source", "ticket_id"),
 )
+
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("ticket_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rule", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("fired_at", sa.Float, nullable=True),
+    sa.Column("lateness", sa.Float, nullable=True),
+    sa.UniqueConstraint("source", "ticket_id", "kind", name="uq_timers_ticket_kind"),
+    sa.Index("ix_timers_due", "status", "due_at"),
+)
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Timer states: pending timers fire when due; fired and cancelled ones never do.
+TIMER_PENDING = "pending"
+TIMER_FIRED = "fired"
+TIMER_CANCELLED = "cancelled"
 
 # Outbox states. pending/retrying are claimable when due; the rest are final.
 PENDING = "pending"

@@ -24,10 +24,15 @@ from sqlalchemy.engine import Connection, Engine
 from ticketbridge.adapters.store.schema import (
     OPEN_STATES,
     PENDING,
+    TIMER_CANCELLED,
+    TIMER_FIRED,
+    TIMER_PENDING,
     inbox,
     outbox,
+    policies,
     tickets,
     timeline,
+    timers,
 )
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -50,6 +55,15 @@ def redact_url(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return "<unparseable database URL>"
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    id: int
+    source: str
+    ticket_id: str
+    kind: str
+    due_at: float
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,86 @@ class UnitOfWork:
                 inserted += 1
         return inserted
 
+    def set_timer(
+        self, source: str, ticket_id: str, *, kind: str, due: float | None, rule: str, at: float
+    ) -> None:
+        """Arm (or move) the ticket's timer of ``kind``; cancel it when ``due`` is None.
+
+        A timer that already fired at exactly ``due`` is left fired: re-planning the same
+        deadline must not fire it twice.
+        """
+        if due is None:
+            self.conn.execute(
+                sa.update(timers)
+                .where(
+                    timers.c.source == source,
+                    timers.c.ticket_id == ticket_id,
+                    timers.c.kind == kind,
+                    timers.c.status == TIMER_PENDING,
+                )
+                .values(status=TIMER_CANCELLED, updated_at=at)
+            )
+            return
+        stmt = self._insert(timers).values(
+            source=source,
+            ticket_id=ticket_id,
+            kind=kind,
+            due_at=due,
+            status=TIMER_PENDING,
+            rule=rule,
+            created_at=at,
+            updated_at=at,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["source", "ticket_id", "kind"],
+            set_={
+                "due_at": stmt.excluded.due_at,
+                "status": TIMER_PENDING,
+                "rule": stmt.excluded.rule,
+                "updated_at": stmt.excluded.updated_at,
+                "fired_at": None,
+                "lateness": None,
+            },
+            where=sa.not_(
+                sa.and_(timers.c.status == TIMER_FIRED, timers.c.due_at == stmt.excluded.due_at)
+            ),
+        )
+        self.conn.execute(stmt)
+
+    def due_timers(self, *, now: float, limit: int) -> list[DueTimer]:
+        """Pending timers due at ``now``, earliest first, locked for this transaction."""
+        query = (
+            sa.select(
+                timers.c.id, timers.c.source, timers.c.ticket_id, timers.c.kind, timers.c.due_at
+            )
+            .where(timers.c.status == TIMER_PENDING, timers.c.due_at <= now)
+            .order_by(timers.c.due_at, timers.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [DueTimer(*row) for row in self.conn.execute(query).all()]
+
+    def mark_timer_fired(self, timer_id: int, *, at: float, lateness: float) -> None:
+        self.conn.execute(
+            sa.update(timers)
+            .where(timers.c.id == timer_id, timers.c.status == TIMER_PENDING)
+            .values(status=TIMER_FIRED, fired_at=at, lateness=lateness, updated_at=at)
+        )
+
+    def save_policy(self, fingerprint: str, document: dict[str, Any], *, at: float) -> None:
+        """Keep a policy version so tickets pinned to it keep its rules after a reload."""
+        self.conn.execute(
+            self._insert(policies)
+            .values(fingerprint=fingerprint, document=document, created_at=at)
+            .on_conflict_do_nothing(index_elements=["fingerprint"])
+        )
+
+    def load_policy(self, fingerprint: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            sa.select(policies.c.document).where(policies.c.fingerprint == fingerprint)
+        ).first()
+        return dict(row.document) if row is not None else None
+
 
 class Store:
     """Schema management, units of work, outbox claims and read models."""
@@ -231,6 +325,20 @@ class Store:
         self, *, now: float, owner: str, limit: int, lease_seconds: float
     ) -> list[OutboxRow]:
         """Lease up to ``limit`` due effects to ``owner``; each claim bumps its fencing token."""
+        earlier = outbox.alias("earlier")
+        # Effects of one ticket on one target go out in order: a RECOVERY never overtakes its
+        # page, a second page never overtakes the RECOVERY before it.
+        blocked = (
+            sa.select(earlier.c.id)
+            .where(
+                earlier.c.source == outbox.c.source,
+                earlier.c.ticket_id == outbox.c.ticket_id,
+                earlier.c.target == outbox.c.target,
+                earlier.c.id < outbox.c.id,
+                earlier.c.status.in_(OPEN_STATES),
+            )
+            .exists()
+        )
         with self.transaction() as conn:
             due = (
                 sa.select(outbox.c.id)
@@ -238,6 +346,7 @@ class Store:
                     outbox.c.status.in_(OPEN_STATES),
                     outbox.c.next_attempt_at <= now,
                     sa.or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at < now),
+                    ~blocked,
                 )
                 .order_by(outbox.c.next_attempt_at, outbox.c.id)
                 .limit(limit)
@@ -293,8 +402,11 @@ class Store:
         code: int | None,
         error: str | None,
         next_attempt_at: float | None = None,
+        result: dict[str, Any] | None = None,
+        follow_ups: Sequence[dict[str, Any]] = (),
     ) -> bool:
-        """Record an attempt's outcome; False if the lease was lost (fencing token moved on)."""
+        """Record an attempt's outcome (and enqueue its follow-ups, atomically); False if the
+        lease was lost (the fencing token moved on), in which case nothing is written."""
         values: dict[str, Any] = {
             "status": status,
             "attempts": attempts,
@@ -306,13 +418,33 @@ class Store:
         }
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
+        if result is not None:
+            values["result"] = result
         with self.transaction() as conn:
-            result = conn.execute(
+            updated = conn.execute(
                 sa.update(outbox)
                 .where(outbox.c.id == row.id, outbox.c.lease_token == row.lease_token)
                 .values(**values)
             )
-        return result.rowcount == 1
+            if updated.rowcount != 1:
+                return False
+            if follow_ups:
+                UnitOfWork(conn).enqueue(follow_ups, at=now)
+        return True
+
+    def effect_status(self, key: str) -> str | None:
+        """The status of the effect with ``key`` (None if there is none)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(outbox.c.status).where(outbox.c.key == key)).scalar()
+        return str(value) if value is not None else None
+
+    def next_timer_due(self) -> float | None:
+        """When the earliest pending timer comes due (None if there is none)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.min(timers.c.due_at)).where(timers.c.status == TIMER_PENDING)
+            ).scalar()
+        return float(value) if value is not None else None
 
     def next_due_at(self) -> float | None:
         """When the earliest open effect comes due (None if there is none)."""
@@ -354,15 +486,27 @@ class Store:
                 .where(outbox.c.source == source, outbox.c.ticket_id == ticket_id)
                 .order_by(outbox.c.id)
             ).all()
+            armed = conn.execute(
+                sa.select(timers)
+                .where(timers.c.source == source, timers.c.ticket_id == ticket_id)
+                .order_by(timers.c.due_at)
+            ).all()
         return {
             "state": dict(row.state),
             "updated_at": row.updated_at,
             "timeline": [{"at": e.at, "kind": e.kind, "detail": dict(e.detail)} for e in events],
             "effects": [dict(e._mapping) for e in effects],
+            "timers": [dict(t._mapping) for t in armed],
         }
 
     def count(self, table: str) -> int:
         """Rows in one of our tables (tests and operations)."""
-        target = {"inbox": inbox, "tickets": tickets, "timeline": timeline, "outbox": outbox}[table]
+        target = {
+            "inbox": inbox,
+            "tickets": tickets,
+            "timeline": timeline,
+            "outbox": outbox,
+            "timers": timers,
+        }[table]
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(target)).scalar_one())

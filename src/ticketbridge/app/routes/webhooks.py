@@ -96,7 +96,11 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
     try:
         result = await services.run_db(
             lambda: ingest(
-                services.store, event=event, dedup_key=dedup_key, now=now, policy=services.policy
+                services.store,
+                event=event,
+                dedup_key=dedup_key,
+                now=now,
+                policies=services.policies,
             )
         )
     except StoreUnavailable as exc:
@@ -107,9 +111,9 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
             headers={"Retry-After": "5"},
         )
     if result.effects:
-        dispatcher = getattr(request.app.state, "dispatcher", None)
-        if dispatcher is not None:
-            dispatcher.wake()
+        request.app.state.dispatcher.wake()
+    if result.timers:
+        request.app.state.scheduler.wake()
     log.info(
         "webhook.received",
         source="freshdesk",

@@ -1,0 +1,255 @@
+"""Freshdesk REST API v2: read tickets, update them, add private notes, resolve group names."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeGuard
+
+import httpx
+from aiolimiter import AsyncLimiter
+
+from ticketbridge.adapters.outbound.base import Sent
+from ticketbridge.adapters.outbound.errors import (
+    AdapterError,
+    classify_response,
+    transport_error,
+)
+from ticketbridge.rules import Priority, Status
+
+VENDOR = "freshdesk"
+GROUPS_PER_PAGE = 100
+MAX_GROUP_PAGES = 100  # 10,000 groups: a bound so a misbehaving server cannot loop us forever
+CLOSED = 5
+PRIORITIES = {1: Priority.LOW, 2: Priority.MEDIUM, 3: Priority.HIGH, 4: Priority.URGENT}
+STATUSES = {2: Status.OPEN, 3: Status.PENDING, 4: Status.RESOLVED, 5: Status.CLOSED}
+_TICKET_ID = re.compile(r"[0-9]{1,20}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True)
+class HelpdeskTicket:
+    """A ticket as the Freshdesk API reports it now (custom statuses count as open)."""
+
+    ticket_id: str
+    priority: Priority
+    status: Status
+    status_code: int
+    group_id: int | None
+    responder_id: int | None
+    updated_at: datetime | None
+
+
+class FreshdeskApi:
+    """Calls ``{api_url}/api/v2`` with the API key, within one account-wide rate budget."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        api_key: str,
+        client: httpx.AsyncClient,
+        calls_per_minute: int = 200,
+    ) -> None:
+        url = httpx.URL(api_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("Freshdesk api_url must be an http(s) URL")
+        if not api_key:
+            raise ValueError("Freshdesk api_key is empty")
+        if calls_per_minute < 1:
+            raise ValueError("Freshdesk calls_per_minute must be at least 1")
+        self._base = api_url.rstrip("/") + "/api/v2"
+        self._api_key = api_key
+        self._auth = httpx.BasicAuth(api_key, "X")
+        self._client = client
+        self._limiter = AsyncLimiter(calls_per_minute, 60)
+        self._groups: dict[str, int] | None = None
+        self._groups_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return "FreshdeskApi(api_url=***, api_key=***)"
+
+    @property
+    def limiter(self) -> AsyncLimiter:
+        """The rate budget every call of this instance passes through."""
+        return self._limiter
+
+    async def get_ticket(self, ticket_id: str) -> HelpdeskTicket:
+        """Read one ticket (``GET /tickets/{id}``)."""
+        response = await self._call("GET", f"/tickets/{_checked_id(ticket_id)}")
+        return _parse_ticket(self._json(response, "ticket"))
+
+    async def update_ticket(self, ticket_id: str, fields: dict[str, Any]) -> int:
+        """Change ticket fields in one ``PUT /tickets/{id}``; return the HTTP status."""
+        response = await self._call("PUT", f"/tickets/{_checked_id(ticket_id)}", json=fields)
+        return response.status_code
+
+    async def add_private_note(self, ticket_id: str, body_html: str) -> int:
+        """Add a private note to a ticket; return the HTTP status."""
+        response = await self._post_note(ticket_id, body_html)
+        return response.status_code
+
+    async def group_id(self, name: str) -> int:
+        """The id of the group called ``name`` (the list is fetched once and cached)."""
+        async with self._groups_lock:
+            if self._groups is None or name not in self._groups:
+                self._groups = await self._load_groups()
+            groups = self._groups
+        if name not in groups:
+            raise AdapterError(f"Freshdesk has no group named {name!r}", retryable=False)
+        return groups[name]
+
+    async def send(self, payload: dict[str, Any], *, effect_key: str) -> Sent:
+        """Carry out one helpdesk effect (note, reassign or close) or raise AdapterError."""
+        action = payload.get("action")
+        if action not in ("note", "reassign", "close"):
+            raise AdapterError(f"unknown Freshdesk action {action!r}", retryable=False)
+        ticket_id = _checked_id(payload.get("ticket_id"))
+        if action == "note":
+            body = payload.get("body")
+            if not isinstance(body, str) or not body.strip():
+                raise AdapterError("Freshdesk note without a body refused", retryable=False)
+            response = await self._post_note(ticket_id, body)
+            try:  # the note exists whatever the reply says: its id is only a nicety
+                note = response.json()
+            except ValueError:
+                note = None
+            note_id = note.get("id") if isinstance(note, dict) else None
+            return Sent(response.status_code, {} if note_id is None else {"note_id": str(note_id)})
+        if action == "reassign":
+            group = payload.get("group")
+            if not isinstance(group, str) or not group:
+                raise AdapterError("Freshdesk reassign without a group refused", retryable=False)
+            group_id = await self.group_id(group)
+            code = await self.update_ticket(ticket_id, {"group_id": group_id, "responder_id": None})
+            return Sent(code, {"group_id": group_id})
+        code = await self.update_ticket(ticket_id, {"status": CLOSED})
+        return Sent(code)
+
+    async def _post_note(self, ticket_id: str, body_html: str) -> httpx.Response:
+        return await self._call(
+            "POST",
+            f"/tickets/{_checked_id(ticket_id)}/notes",
+            json={"body": body_html, "private": True},
+        )
+
+    async def _load_groups(self) -> dict[str, int]:
+        groups: dict[str, int] = {}
+        for page in range(1, MAX_GROUP_PAGES + 1):
+            response = await self._call(
+                "GET", "/groups", params={"page": page, "per_page": GROUPS_PER_PAGE}
+            )
+            items = self._json(response, "groups list")
+            if not isinstance(items, list):
+                raise _malformed("groups list")
+            for item in items:
+                if not isinstance(item, dict):
+                    raise _malformed("groups list")
+                name, group_id = item.get("name"), item.get("id")
+                if not isinstance(name, str) or not _is_int(group_id):
+                    raise _malformed("groups list")
+                groups.setdefault(name, group_id)
+            if len(items) < GROUPS_PER_PAGE:
+                return groups
+        raise AdapterError(
+            f"Freshdesk groups list longer than {MAX_GROUP_PAGES} pages", retryable=False
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        async with self._limiter:
+            try:
+                response = await self._client.request(
+                    method,
+                    self._base + path,
+                    json=json,
+                    params=params,
+                    auth=self._auth,
+                    headers={"Accept": "application/json"},
+                )
+            except httpx.TransportError as exc:
+                raise transport_error(VENDOR, exc) from None
+            except httpx.RequestError as exc:
+                raise AdapterError(
+                    f"{VENDOR} request failed: {type(exc).__name__}", retryable=True
+                ) from None
+        error = classify_response(VENDOR, response)
+        if error is not None:
+            request_id = response.headers.get("x-request-id", "")
+            if _REQUEST_ID.fullmatch(request_id) and self._api_key not in request_id:
+                raise AdapterError(
+                    f"{error} (x-request-id {request_id})",
+                    retryable=error.retryable,
+                    retry_after=error.retry_after,
+                    status_code=error.status_code,
+                )
+            raise error
+        return response
+
+    def _json(self, response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise _malformed(what) from None
+
+
+def _malformed(what: str) -> AdapterError:
+    return AdapterError(f"Freshdesk sent a malformed {what}", retryable=False)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_id(value: Any) -> str:
+    """The ticket id as a path segment: digits only, so no payload can reach another path."""
+    if _is_int(value) and value > 0:
+        return str(value)
+    if isinstance(value, str) and _TICKET_ID.fullmatch(value):
+        return value
+    raise AdapterError(f"invalid Freshdesk ticket id {str(value)[:40]!r}", retryable=False)
+
+
+def _optional_int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise _malformed(f"ticket ({key})")
+    return int(value)
+
+
+def _parse_ticket(data: Any) -> HelpdeskTicket:
+    if not isinstance(data, dict):
+        raise _malformed("ticket")
+    ticket_id, priority, status = data.get("id"), data.get("priority"), data.get("status")
+    if not _is_int(ticket_id):
+        raise _malformed("ticket (id)")
+    if not _is_int(priority) or priority not in PRIORITIES:
+        raise _malformed("ticket (priority)")
+    if not _is_int(status) or status < 2:
+        raise _malformed("ticket (status)")
+    updated_at: datetime | None = None
+    raw_updated = data.get("updated_at")
+    if raw_updated is not None:
+        try:
+            updated_at = datetime.fromisoformat(str(raw_updated))
+        except ValueError:
+            raise _malformed("ticket (updated_at)") from None
+    return HelpdeskTicket(
+        ticket_id=str(ticket_id),
+        priority=PRIORITIES[priority],
+        status=STATUSES.get(status, Status.OPEN),
+        status_code=status,
+        group_id=_optional_int(data, "group_id"),
+        responder_id=_optional_int(data, "responder_id"),
+        updated_at=updated_at,
+    )

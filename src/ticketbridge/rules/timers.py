@@ -1,0 +1,138 @@
+"""Time-based commitments: which timers a ticket needs, and what a timer does when it fires."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ticketbridge.rules.calendar import calendar_for
+from ticketbridge.rules.durations import format_duration
+from ticketbridge.rules.effects import bridge, close_ticket, note, reassign, victorops_info
+from ticketbridge.rules.model import (
+    Decision,
+    Effect,
+    Status,
+    TicketState,
+    TimerChange,
+    TimerKind,
+)
+from ticketbridge.rules.policy import Policy
+
+Plan = dict[TimerKind, tuple[datetime | None, str]]
+
+
+def plan_timers(state: TicketState, policy: Policy) -> Plan:
+    """Every timer the ticket needs now, with its due time (None: not needed) and rule."""
+    plan: Plan = {kind: (None, "") for kind in TimerKind}
+    if not state.status.is_active:
+        return plan
+    rules = policy.for_priority(state.priority)
+    label = state.priority.label
+    if not state.tier_one_done:
+        window = rules.tier_one.within
+        plan[TimerKind.TIER_ONE] = (
+            state.opened_at + window,
+            f"Tier-One window for {label} is {format_duration(window)}, then {rules.tier_one.then}",
+        )
+    if state.engaged_at is None and not state.engagement_breached:
+        spec = rules.engagement
+        calendar = policy.calendars.get(spec.calendar) if spec.calendar else None
+        plan[TimerKind.ENGAGEMENT] = (
+            calendar_for(calendar).add(state.opened_at, spec.within),
+            f"initial engagement for {label} within {format_duration(spec.within)}"
+            + (f" ({spec.calendar} calendar)" if spec.calendar else ""),
+        )
+    if rules.customer_updates is not None and state.status is Status.OPEN:
+        every = rules.customer_updates.every
+        base = state.cadence_base or state.opened_at
+        plan[TimerKind.CUSTOMER_UPDATE] = (
+            base + every * (state.update_reminders + 1),
+            f"customer update for {label} every {format_duration(every)}",
+        )
+    if state.status is Status.PENDING and state.pending_since and not state.auto_close_requested:
+        after = policy.pending.auto_close_after
+        plan[TimerKind.AUTO_CLOSE] = (
+            state.pending_since + after,
+            f"Pending for {format_duration(after)} with no customer reply closes the ticket",
+        )
+    return plan
+
+
+def timer_changes(before: Plan | None, after: Plan) -> tuple[TimerChange, ...]:
+    """The changes that turn the ``before`` plan into ``after`` (all of it when new)."""
+    changes = []
+    for kind, (due, rule) in after.items():
+        old = before.get(kind, (None, ""))[0] if before is not None else None
+        if before is None and due is None:
+            continue
+        if old != due:
+            changes.append(TimerChange(kind=kind, due=due, rule=rule))
+    return tuple(changes)
+
+
+def on_timer(
+    state: TicketState, kind: TimerKind, *, due: datetime, now: datetime, policy: Policy
+) -> Decision:
+    """A timer came due: act if the ticket still needs it, and re-plan the ticket's timers."""
+    plan = plan_timers(state, policy)
+    planned, rule = plan[kind]
+    if planned is None or planned > now:
+        why = "no longer needed" if planned is None else f"moved to {planned.isoformat()}"
+        return Decision(
+            state=state,
+            timers=timer_changes({kind: (due, "")}, {kind: plan[kind]}),
+            notes=(f"{kind.value} timer due {due.isoformat()} {why}: nothing to do",),
+        )
+    effects: list[Effect] = []
+    label = state.priority.label
+    late = (now - planned).total_seconds()
+    notes = [f"{kind.value} fired ({rule}); due {planned.isoformat()}, {late:.0f}s late"]
+    if kind is TimerKind.TIER_ONE:
+        state = state.model_copy(update={"tier_one_done": True})
+        why = f"{rule}; unresolved at {planned.isoformat()}"
+        if policy.for_priority(state.priority).tier_one.then == "bridge":
+            effects.append(bridge(state, why))
+        else:
+            group = policy.escalation.reassign_group
+            effects.append(reassign(state, group, why))
+            effects.append(
+                note(
+                    state,
+                    "tier-one-reassigned",
+                    f"Tier-One window for {label} expired unresolved: the ticket is unassigned "
+                    f"and handed to the {group} group.",
+                    why,
+                )
+            )
+    elif kind is TimerKind.ENGAGEMENT:
+        state = state.model_copy(update={"engagement_breached": True})
+        text = f"Initial engagement SLA missed: {rule}; nobody engaged by {planned:%Y-%m-%d %H:%M}."
+        effects.append(note(state, "engagement-breach", text, rule))
+        if state.incident_open:
+            effects.append(victorops_info(state, "engagement-breach", text, rule))
+    elif kind is TimerKind.CUSTOMER_UPDATE:
+        state = state.model_copy(update={"update_reminders": state.update_reminders + 1})
+        text = (
+            f"Customer update overdue: {rule}; the last one was due {planned:%Y-%m-%d %H:%M} UTC."
+        )
+        key = f"update-{int(planned.timestamp())}"
+        effects.append(note(state, key, text, rule))
+        if state.incident_open:
+            effects.append(victorops_info(state, key, text, rule))
+    elif kind is TimerKind.AUTO_CLOSE:
+        state = state.model_copy(update={"auto_close_requested": True})
+        effects.append(
+            note(
+                state,
+                "auto-close",
+                f"Closed by ticketbridge: {rule}.",
+                rule,
+            )
+        )
+        effects.append(close_ticket(state, rule))
+    new_plan = plan_timers(state, policy)
+    return Decision(
+        state=state,
+        effects=tuple(effects),
+        timers=timer_changes(plan, new_plan),
+        notes=tuple(notes),
+    )
