@@ -42,6 +42,16 @@ class EffectView(BaseModel):
     updated_at: str
     next_attempt_at: str | None
     payload: dict[str, Any]
+    result: dict[str, Any] | None
+
+
+class TimerView(BaseModel):
+    kind: str
+    due_at: str
+    status: Literal["pending", "fired", "cancelled"]
+    rule: str
+    fired_at: str | None
+    late_seconds: float | None
 
 
 class TicketView(BaseModel):
@@ -50,3 +60,4 @@ class TicketView(BaseModel):
     state: dict[str, Any]
     timeline: list[TimelineEntry]
     effects: list[EffectView]
+    timers: list[TimerView]

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ticketbridge.adapters.inbound.errors import MalformedPayload, MissingField
+from ticketbridge.rules.effects import NOTE_MARKER
 from ticketbridge.rules.model import EventKind, Priority, Status, TicketEvent
 
 SOURCE = "freshdesk"
@@ -38,6 +39,13 @@ STATUS_LABELS = {
     "5": Status.CLOSED,
 }
 MAX_FIELD = 65536
+# Set per automation rule ("ticketbridge_event": "agent_reply" on the rule for agent replies...):
+# Freshdesk's triggered_event does not say who replied.
+RULE_EVENTS = {
+    "agent_reply": EventKind.AGENT_REPLY,
+    "customer_reply": EventKind.CUSTOMER_REPLY,
+    "assigned": EventKind.ASSIGNED,
+}
 
 
 class TriggeredEventError(ValueError):
@@ -221,10 +229,26 @@ def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
         host = urlsplit(url).hostname or ""
         domain = host.split(".")[0] if host.endswith(".freshdesk.com") else host
 
+    kind = _kind_of(trigger)
+    rule_event = _text(inner, "ticketbridge_event", required=False)
+    if rule_event:
+        if rule_event not in RULE_EVENTS:
+            raise MissingField(
+                f"{WRAPPER}.ticketbridge_event",
+                f"unknown event {rule_event[:40]!r} (expected {', '.join(RULE_EVENTS)})",
+            )
+        kind = RULE_EVENTS[rule_event]
+    agent = inner.get("ticket_agent_email")
+    assigned = None if agent is None else bool(_text(inner, "ticket_agent_email", required=False))
+    tags = tuple(
+        tag.strip() for tag in _text(inner, "ticket_tags", required=False).split(",") if tag.strip()
+    )
+    note_text = _text(inner, "ticket_latest_private_comment", required=False)
+
     event = TicketEvent(
         source=SOURCE,
         ticket_id=ticket_id,
-        kind=_kind_of(trigger),
+        kind=kind,
         priority=priority,
         status=status,
         status_label=status_label,
@@ -233,5 +257,8 @@ def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
         subject=_text(inner, "ticket_subject", required=False)[:500],
         occurred_at=_timestamp(inner, "ticket_updated_at"),
         change=dict(trigger),
+        agent_assigned=assigned,
+        tags=tags,
+        own_echo=kind is EventKind.NOTE_ADDED and NOTE_MARKER in note_text,
     )
     return event, dedup_key(inner)

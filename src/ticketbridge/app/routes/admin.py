@@ -8,7 +8,13 @@ from fastapi import APIRouter, HTTPException
 
 from ticketbridge.adapters.store.schema import OPEN_STATES
 from ticketbridge.app.deps import AdminDep, ServicesDep
-from ticketbridge.app.schemas import EffectView, ErrorBody, TicketView, TimelineEntry
+from ticketbridge.app.schemas import (
+    EffectView,
+    ErrorBody,
+    TicketView,
+    TimelineEntry,
+    TimerView,
+)
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep])
 
@@ -50,7 +56,19 @@ async def get_ticket(source: str, ticket_id: str, services: ServicesDep) -> Tick
                 updated_at=_iso(e["updated_at"]),
                 next_attempt_at=_iso(e["next_attempt_at"]) if e["status"] in OPEN_STATES else None,
                 payload=e["payload"],
+                result=e["result"],
             )
             for e in view["effects"]
+        ],
+        timers=[
+            TimerView(
+                kind=t["kind"],
+                due_at=_iso(t["due_at"]),
+                status=t["status"],
+                rule=t["rule"],
+                fired_at=_iso(t["fired_at"]) if t["fired_at"] is not None else None,
+                late_seconds=t["lateness"],
+            )
+            for t in view["timers"]
         ],
     )
