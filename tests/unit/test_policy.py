@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -157,3 +157,25 @@ def test_check_policy_prints_the_policy_or_the_errors(tmp_path: Path) -> None:
 def test_load_policy_reports_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="No such file"):
         load_policy(tmp_path / "absent.yaml")
+
+
+def test_country_holidays_are_merged_into_the_calendar() -> None:
+    text = default_policy_text().replace(
+        "weekdays: {timezone: UTC, days: [mon, tue, wed, thu, fri]}",
+        "weekdays: {timezone: America/New_York, days: [mon, tue, wed, thu, fri], "
+        "holiday_country: US, holidays: [2026-12-24]}",
+    )
+    calendar = parse_policy(text).calendars["weekdays"]
+    assert date(2026, 11, 26) in calendar.holidays  # Thanksgiving
+    assert date(2026, 12, 24) in calendar.holidays  # the explicit one stays
+
+
+def test_an_unknown_holiday_country_names_the_key_and_line() -> None:
+    text = default_policy_text().replace(
+        "always:   {timezone: UTC}", "always: {holiday_country: XX}"
+    )
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, source="p.yaml")
+    assert info.value.problems == [
+        ("calendars.always.holiday_country", 3, "unknown country code 'XX'")
+    ]

@@ -10,7 +10,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ticketbridge.app.holidays import resolve_country_holidays
 from ticketbridge.rules.policy import Policy
+
+HOLIDAY_YEARS = range(2020, 2041)
 
 _NAMED = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)+): (.*)$", re.DOTALL)
 
@@ -67,7 +70,7 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(source, [("(top)", 1, "the policy must be a mapping")])
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -82,6 +85,13 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
                 loc = tuple(key.split("."))
             problems.append((key, _line_of(node, loc), message))
         raise PolicyError(source, problems) from exc
+    try:
+        # A fixed span of years keeps the fingerprint of an unchanged file stable over time.
+        return resolve_country_holidays(policy, years=HOLIDAY_YEARS)
+    except ValueError as exc:
+        key = str(exc).split(":", 1)[0]
+        line = _line_of(node, (*key.split("."),))
+        raise PolicyError(source, [(key, line, str(exc).split(": ", 1)[1])]) from exc
 
 
 def default_policy_text() -> str:
