@@ -22,6 +22,7 @@ from ticketbridge.app.guard import TicketReader
 from ticketbridge.app.policy import load_policy
 from ticketbridge.app.service import PolicyBook, ingest
 from ticketbridge.app.settings import Settings
+from ticketbridge.app.writer import GroupCommit
 from ticketbridge.rules import EventKind, Policy, TicketEvent
 
 T = TypeVar("T")
@@ -41,9 +42,11 @@ class Services:
     http: httpx.AsyncClient | None = None
     db_limiter: anyio.CapacityLimiter | None = None
     policies: PolicyBook = field(init=False)
+    writer: GroupCommit = field(init=False)
 
     def __post_init__(self) -> None:
         self.policies = PolicyBook(self.policy)
+        self.writer = GroupCommit(store=self.store, run_db=self.run_db)
 
     async def run_db(self, fn: Callable[[], T]) -> T:
         """Run a blocking store call in a worker thread (one writer at a time on SQLite)."""

@@ -50,6 +50,7 @@ class Verdict:
 
 
 GO = Verdict()
+MIN_IDLE = 0.05
 
 
 def follow_ups(row: OutboxRow, info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -185,13 +186,16 @@ class Dispatcher:
 
     async def _idle_timeout(self) -> float:
         poll = self._settings.poll_seconds
+        now = self._clock.now().timestamp()
         try:
-            due: float | None = await self._run_db(self._store.next_due_at)
+            due: float | None = await self._run_db(lambda: self._store.next_due_at(now=now))
         except StoreUnavailable:
             return poll
         if due is None:
             return poll
-        return max(0.0, min(poll, due - self._clock.now().timestamp()))
+        # Never spin: something due "now" that the claim did not return is held by another
+        # worker or is in flight here; its end wakes us.
+        return max(MIN_IDLE, min(poll, due - now))
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop claiming, let in-flight deliveries finish (up to ``grace`` s), free leases."""

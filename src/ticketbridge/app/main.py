@@ -74,6 +74,9 @@ def create_app(
                 f"database schema is at {current}, this version needs {head}: "
                 "run `ticketbridge migrate` (or set TICKETBRIDGE_MIGRATE_ON_START=true)"
             )
+        await svc.run_db(
+            lambda: svc.policies.remember_current(svc.store, at=svc.clock.now().timestamp())
+        )
         if svc.store.is_sqlite:
             # One process owns a SQLite file: leases left by a killed predecessor are void.
             await svc.run_db(svc.store.release_leases)
@@ -129,6 +132,7 @@ def create_app(
                 scheduler.stop()
                 await dispatcher.stop()
                 await asyncio.gather(*tasks)
+            await svc.writer.close()
             if own_http:
                 await svc.http.aclose()
                 svc.http = None

@@ -39,10 +39,17 @@ class Scheduler:
         self._poll = poll_seconds
         self._wake = asyncio.Event()
         self._stopping = False
+        self._next_due: float | None = None
 
     def wake(self) -> None:
-        """Re-read the earliest due time now (a new timer may be earlier than the one awaited)."""
+        """Look for due timers now."""
         self._wake.set()
+
+    def wake_if_earlier(self, due: float) -> None:
+        """A timer was armed at ``due``: wake only if that is before the one awaited."""
+        if self._next_due is None or due < self._next_due:
+            self._next_due = due
+            self._wake.set()
 
     async def run_once(self) -> TimerRun:
         """Fire every timer due now, batch by batch; return the totals."""
@@ -76,6 +83,7 @@ class Scheduler:
             except StoreUnavailable as exc:
                 log.warning("scheduler.store_unavailable", error=str(exc))
                 due = None
+            self._next_due = due
             timeout = self._poll
             if due is not None:
                 timeout = max(0.0, min(self._poll, due - self._clock.now().timestamp()))

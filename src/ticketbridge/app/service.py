@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -22,16 +22,14 @@ class PolicyBook:
 
     current: Policy
     _known: dict[str, Policy] = field(default_factory=dict)
-    _saved: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._known[self.current.fingerprint] = self.current
 
-    def remember_current(self, uow: UnitOfWork, *, at: float) -> None:
-        fingerprint = self.current.fingerprint
-        if fingerprint not in self._saved:
-            uow.save_policy(fingerprint, self.current.model_dump(mode="json"), at=at)
-            self._saved.add(fingerprint)
+    def remember_current(self, store: Store, *, at: float) -> None:
+        """Store the current policy (at start-up) so tickets pinned to it outlive a reload."""
+        with store.unit_of_work() as uow:
+            uow.save_policy(self.current.fingerprint, self.current.model_dump(mode="json"), at=at)
 
     def pinned(self, uow: UnitOfWork, fingerprint: str) -> Policy:
         """The policy a ticket opened under (the current one if it was never stored)."""
@@ -50,7 +48,7 @@ class PolicyBook:
 class IngestResult:
     outcome: Literal["accepted", "duplicate", "stale"]
     effects: int
-    timers: int = 0
+    earliest_timer: float | None = None
 
 
 def commit_decision(
@@ -58,23 +56,27 @@ def commit_decision(
 ) -> int:
     """Write a decision: the state, its effects (once each) and its timer changes."""
     uow.save_ticket(source, ticket_id, decision.state.model_dump(mode="json"), at)
-    for change in decision.timers:
-        uow.set_timer(
-            source,
-            ticket_id,
-            kind=change.kind.value,
-            due=change.due.timestamp() if change.due is not None else None,
-            rule=change.rule,
-            at=at,
-        )
-    for effect in decision.effects:
-        uow.add_timeline(
-            source,
-            ticket_id,
-            at=at,
-            kind="decided",
-            detail={"effect": effect.key, "target": effect.target, "reason": effect.reason},
-        )
+    uow.set_timers(
+        source,
+        ticket_id,
+        [
+            (c.kind.value, c.due.timestamp() if c.due is not None else None, c.rule)
+            for c in decision.timers
+        ],
+        at=at,
+    )
+    uow.add_timeline_many(
+        [
+            (
+                source,
+                ticket_id,
+                at,
+                "decided",
+                {"effect": e.key, "target": e.target, "reason": e.reason},
+            )
+            for e in decision.effects
+        ]
+    )
     return uow.enqueue(
         [
             {
@@ -96,45 +98,51 @@ def ingest(
     store: Store, *, event: TicketEvent, dedup_key: str, now: datetime, policies: PolicyBook
 ) -> IngestResult:
     """Record ``event`` once and commit what the rules decide; a redelivery changes nothing."""
+    with store.unit_of_work() as uow:
+        return ingest_in(uow, event=event, dedup_key=dedup_key, now=now, policies=policies)
+
+
+def ingest_in(
+    uow: UnitOfWork, *, event: TicketEvent, dedup_key: str, now: datetime, policies: PolicyBook
+) -> IngestResult:
+    """``ingest`` inside a transaction the caller commits."""
     at = now.timestamp()
     src, tid = event.source, event.ticket_id
-    with store.unit_of_work() as uow:
-        inbox_id = uow.add_inbox(
-            source=src,
-            dedup_key=dedup_key,
-            ticket_id=tid,
-            event=event.model_dump(mode="json"),
-            at=at,
-        )
-        if inbox_id is None:
-            return IngestResult("duplicate", 0)
-        raw_state = uow.load_ticket(src, tid)
-        state = TicketState.model_validate(raw_state) if raw_state is not None else None
-        if state is None:
-            policy = policies.current
-            policies.remember_current(uow, at=at)
-        else:
-            policy = policies.pinned(uow, state.policy)
-        decision = decide(state, event, now=now, policy=policy)
-        detail: dict[str, object] = {
-            "event": event.kind.value,
-            "priority": event.priority.value,
-            "status": event.status_label,
-            "change": event.change,
-        }
-        if event.occurred_at is not None:
-            detail["occurred_at"] = event.occurred_at.isoformat()
-        uow.add_timeline(src, tid, at=at, kind="received", detail=detail)
-        if state is None:
-            uow.add_timeline(src, tid, at=at, kind="opened", detail={"policy": policy.fingerprint})
-        for note in decision.notes:
-            kind = "stale" if decision.stale else "note"
-            uow.add_timeline(src, tid, at=at, kind=kind, detail={"note": note})
-        if decision.stale:
-            uow.mark_inbox(inbox_id, "stale")
-            return IngestResult("stale", 0)
-        inserted = commit_decision(uow, src, tid, decision, at=at)
-    return IngestResult("accepted", inserted, len(decision.timers))
+    inbox_id = uow.add_inbox(
+        source=src,
+        dedup_key=dedup_key,
+        ticket_id=tid,
+        event=event.model_dump(mode="json"),
+        at=at,
+    )
+    if inbox_id is None:
+        return IngestResult("duplicate", 0)
+    raw_state = uow.load_ticket(src, tid)
+    state = TicketState.model_validate(raw_state) if raw_state is not None else None
+    policy = policies.current if state is None else policies.pinned(uow, state.policy)
+    decision = decide(state, event, now=now, policy=policy)
+    detail: dict[str, Any] = {
+        "event": event.kind.value,
+        "priority": event.priority.value,
+        "status": event.status_label,
+        "change": event.change,
+    }
+    if event.occurred_at is not None:
+        detail["occurred_at"] = event.occurred_at.isoformat()
+    entries: list[tuple[str, str, float, str, dict[str, Any]]] = [
+        (src, tid, at, "received", detail)
+    ]
+    if state is None:
+        entries.append((src, tid, at, "opened", {"policy": policy.fingerprint}))
+    kind = "stale" if decision.stale else "note"
+    entries.extend((src, tid, at, kind, {"note": note}) for note in decision.notes)
+    uow.add_timeline_many(entries)
+    if decision.stale:
+        uow.mark_inbox(inbox_id, "stale")
+        return IngestResult("stale", 0)
+    inserted = commit_decision(uow, src, tid, decision, at=at)
+    armed = [c.due.timestamp() for c in decision.timers if c.due is not None]
+    return IngestResult("accepted", inserted, min(armed) if armed else None)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.functional_validators import BeforeValidator
 
 from ticketbridge.rules.durations import format_duration, parse_duration
@@ -133,6 +141,8 @@ class Tags(_Strict):
 class Policy(_Strict):
     """A validated policy file; ``fingerprint`` identifies it for per-ticket pinning."""
 
+    _fingerprint: str | None = PrivateAttr(default=None)
+
     version: int | str
     calendars: dict[str, CalendarSpec]
     priorities: dict[Priority, PriorityRules]
@@ -172,6 +182,8 @@ class Policy(_Strict):
     @property
     def fingerprint(self) -> str:
         """``<version>@<hash>``: changes whenever any value of the policy changes."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-        return f"{self.version}@{digest}"
+        if self._fingerprint is None:
+            canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+            digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+            self._fingerprint = f"{self.version}@{digest}"
+        return self._fingerprint

@@ -8,6 +8,7 @@ serialises them, so ``SQLITE_BUSY`` does not happen in one process.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -88,15 +89,104 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
+def _blocked() -> sa.Exists:
+    """True for an effect with an earlier open effect of the same ticket and target: effects
+    of one ticket on one target go out in order (a RECOVERY never overtakes its page, a
+    second page never overtakes the RECOVERY before it)."""
+    earlier = outbox.alias("earlier")
+    return (
+        sa.select(earlier.c.id)
+        .where(
+            earlier.c.source == outbox.c.source,
+            earlier.c.ticket_id == outbox.c.ticket_id,
+            earlier.c.target == outbox.c.target,
+            earlier.c.id < outbox.c.id,
+            earlier.c.status.in_(OPEN_STATES),
+        )
+        .exists()
+    )
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+class _Statements:
+    """Every statement of the hot paths, built once per dialect: SQLAlchemy then reuses its
+    compiled form instead of rebuilding (and re-keying) a statement per call."""
+
+    def __init__(self, dialect: str) -> None:
+        pg = dialect == "postgresql"
+        insert: Any = postgresql.insert if pg else sqlite.insert
+        b = sa.bindparam
+        self.add_inbox = (
+            insert(inbox)
+            .on_conflict_do_nothing(index_elements=["source", "dedup_key"])
+            .returning(inbox.c.id)
+        )
+        self.mark_inbox = (
+            sa.update(inbox).where(inbox.c.id == b("b_id")).values(outcome=b("b_outcome"))
+        )
+        load = sa.select(tickets.c.state).where(
+            tickets.c.source == b("b_source"), tickets.c.ticket_id == b("b_ticket")
+        )
+        self.load_ticket = load.with_for_update() if pg else load
+        save = insert(tickets)
+        self.save_ticket = save.on_conflict_do_update(
+            index_elements=["source", "ticket_id"],
+            set_={"state": save.excluded.state, "updated_at": save.excluded.updated_at},
+        )
+        self.add_timeline = sa.insert(timeline)
+        self.enqueue = (
+            insert(outbox).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id)
+        )
+        arm = insert(timers)
+        self.arm_timer = arm.on_conflict_do_update(
+            index_elements=["source", "ticket_id", "kind"],
+            set_={
+                "due_at": arm.excluded.due_at,
+                "status": TIMER_PENDING,
+                "rule": arm.excluded.rule,
+                "updated_at": arm.excluded.updated_at,
+                "fired_at": None,
+                "lateness": None,
+            },
+            # A timer that already fired at exactly this due time stays fired: re-planning
+            # the same deadline must not fire it twice.
+            where=sa.not_(
+                sa.and_(timers.c.status == TIMER_FIRED, timers.c.due_at == arm.excluded.due_at)
+            ),
+        )
+        self.cancel_timer = (
+            sa.update(timers)
+            .where(
+                timers.c.source == b("b_source"),
+                timers.c.ticket_id == b("b_ticket"),
+                timers.c.kind == b("b_kind"),
+                timers.c.status == TIMER_PENDING,
+            )
+            .values(status=TIMER_CANCELLED, updated_at=b("b_at"))
+        )
+        self.mark_timer_fired = (
+            sa.update(timers)
+            .where(timers.c.id == b("b_id"), timers.c.status == TIMER_PENDING)
+            .values(
+                status=TIMER_FIRED, fired_at=b("b_at"), lateness=b("b_late"), updated_at=b("b_at")
+            )
+        )
+        self.save_policy = insert(policies).on_conflict_do_nothing(index_elements=["fingerprint"])
+        self.load_policy = sa.select(policies.c.document).where(
+            policies.c.fingerprint == b("b_fingerprint")
+        )
+
+
 class UnitOfWork:
     """One transaction's worth of writes for one webhook or timer."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self._pg = conn.dialect.name == "postgresql"
-
-    def _insert(self, table: sa.Table) -> Any:
-        return postgresql.insert(table) if self._pg else sqlite.insert(table)
+        self._sql = _statements(conn.dialect.name)
 
     def add_inbox(
         self,
@@ -108,119 +198,101 @@ class UnitOfWork:
         at: float,
     ) -> int | None:
         """Record a received event; None when (source, dedup_key) was already recorded."""
-        stmt = (
-            self._insert(inbox)
-            .values(
-                source=source,
-                dedup_key=dedup_key,
-                ticket_id=ticket_id,
-                received_at=at,
-                outcome="accepted",
-                event=event,
-            )
-            .on_conflict_do_nothing(index_elements=["source", "dedup_key"])
-            .returning(inbox.c.id)
-        )
-        return self.conn.execute(stmt).scalar_one_or_none()
+        row = {
+            "source": source,
+            "dedup_key": dedup_key,
+            "ticket_id": ticket_id,
+            "received_at": at,
+            "outcome": "accepted",
+            "event": event,
+        }
+        return self.conn.execute(self._sql.add_inbox, row).scalar_one_or_none()
 
     def mark_inbox(self, inbox_id: int, outcome: str) -> None:
-        self.conn.execute(sa.update(inbox).where(inbox.c.id == inbox_id).values(outcome=outcome))
+        self.conn.execute(self._sql.mark_inbox, {"b_id": inbox_id, "b_outcome": outcome})
 
     def load_ticket(self, source: str, ticket_id: str) -> dict[str, Any] | None:
-        query = sa.select(tickets.c.state).where(
-            tickets.c.source == source, tickets.c.ticket_id == ticket_id
-        )
-        if self._pg:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+        params = {"b_source": source, "b_ticket": ticket_id}
+        row = self.conn.execute(self._sql.load_ticket, params).first()
         return dict(row.state) if row is not None else None
 
     def save_ticket(self, source: str, ticket_id: str, state: dict[str, Any], at: float) -> None:
-        stmt = self._insert(tickets).values(
-            source=source, ticket_id=ticket_id, state=state, updated_at=at
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["source", "ticket_id"],
-            set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
-        )
-        self.conn.execute(stmt)
+        row = {"source": source, "ticket_id": ticket_id, "state": state, "updated_at": at}
+        self.conn.execute(self._sql.save_ticket, row)
 
     def add_timeline(
         self, source: str, ticket_id: str, *, at: float, kind: str, detail: dict[str, Any]
     ) -> None:
-        self.conn.execute(
-            sa.insert(timeline).values(
-                source=source, ticket_id=ticket_id, at=at, kind=kind, detail=detail
+        self.add_timeline_many([(source, ticket_id, at, kind, detail)])
+
+    def add_timeline_many(
+        self, entries: Sequence[tuple[str, str, float, str, dict[str, Any]]]
+    ) -> None:
+        """Append ``(source, ticket_id, at, kind, detail)`` entries in one statement."""
+        if entries:
+            self.conn.execute(
+                self._sql.add_timeline,
+                [
+                    {"source": s, "ticket_id": t, "at": at, "kind": k, "detail": d}
+                    for s, t, at, k, d in entries
+                ],
             )
-        )
 
     def enqueue(self, rows: Sequence[dict[str, Any]], *, at: float) -> int:
         """Insert effects; a key already present is left as it is. Returns rows inserted."""
         inserted = 0
         for row in rows:
-            stmt = (
-                self._insert(outbox)
-                .values(
-                    **row,
-                    status=PENDING,
-                    attempts=0,
-                    next_attempt_at=at,
-                    created_at=at,
-                    updated_at=at,
-                    lease_token=0,
-                )
-                .on_conflict_do_nothing(index_elements=["key"])
-                .returning(outbox.c.id)
-            )
-            if self.conn.execute(stmt).scalar_one_or_none() is not None:
+            values = {
+                **row,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": at,
+                "created_at": at,
+                "updated_at": at,
+                "lease_token": 0,
+            }
+            if self.conn.execute(self._sql.enqueue, values).scalar_one_or_none() is not None:
                 inserted += 1
         return inserted
 
     def set_timer(
         self, source: str, ticket_id: str, *, kind: str, due: float | None, rule: str, at: float
     ) -> None:
-        """Arm (or move) the ticket's timer of ``kind``; cancel it when ``due`` is None.
+        """Arm (or move) the ticket's timer of ``kind``; cancel it when ``due`` is None."""
+        self.set_timers(source, ticket_id, [(kind, due, rule)], at=at)
 
-        A timer that already fired at exactly ``due`` is left fired: re-planning the same
-        deadline must not fire it twice.
-        """
-        if due is None:
-            self.conn.execute(
-                sa.update(timers)
-                .where(
-                    timers.c.source == source,
-                    timers.c.ticket_id == ticket_id,
-                    timers.c.kind == kind,
-                    timers.c.status == TIMER_PENDING,
-                )
-                .values(status=TIMER_CANCELLED, updated_at=at)
-            )
-            return
-        stmt = self._insert(timers).values(
-            source=source,
-            ticket_id=ticket_id,
-            kind=kind,
-            due_at=due,
-            status=TIMER_PENDING,
-            rule=rule,
-            created_at=at,
-            updated_at=at,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["source", "ticket_id", "kind"],
-            set_={
-                "due_at": stmt.excluded.due_at,
+    def set_timers(
+        self,
+        source: str,
+        ticket_id: str,
+        changes: Sequence[tuple[str, float | None, str]],
+        *,
+        at: float,
+    ) -> None:
+        """Apply ``(kind, due or None, rule)`` changes to one ticket's timers."""
+        armed = [
+            {
+                "source": source,
+                "ticket_id": ticket_id,
+                "kind": kind,
+                "due_at": due,
                 "status": TIMER_PENDING,
-                "rule": stmt.excluded.rule,
-                "updated_at": stmt.excluded.updated_at,
-                "fired_at": None,
-                "lateness": None,
-            },
-            where=sa.not_(
-                sa.and_(timers.c.status == TIMER_FIRED, timers.c.due_at == stmt.excluded.due_at)
-            ),
-        )
-        self.conn.execute(stmt)
+                "rule": rule,
+                "created_at": at,
+                "updated_at": at,
+            }
+            for kind, due, rule in changes
+            if due is not None
+        ]
+        cancelled = [
+            {"b_source": source, "b_ticket": ticket_id, "b_kind": kind, "b_at": at}
+            for kind, due, _ in changes
+            if due is None
+        ]
+        if armed:
+            self.conn.execute(self._sql.arm_timer, armed)
+        if cancelled:
+            self.conn.execute(self._sql.cancel_timer, cancelled)
 
     def due_timers(self, *, now: float, limit: int) -> list[DueTimer]:
         """Pending timers due at ``now``, earliest first, locked for this transaction."""
@@ -237,23 +309,16 @@ class UnitOfWork:
 
     def mark_timer_fired(self, timer_id: int, *, at: float, lateness: float) -> None:
         self.conn.execute(
-            sa.update(timers)
-            .where(timers.c.id == timer_id, timers.c.status == TIMER_PENDING)
-            .values(status=TIMER_FIRED, fired_at=at, lateness=lateness, updated_at=at)
+            self._sql.mark_timer_fired, {"b_id": timer_id, "b_at": at, "b_late": lateness}
         )
 
     def save_policy(self, fingerprint: str, document: dict[str, Any], *, at: float) -> None:
         """Keep a policy version so tickets pinned to it keep its rules after a reload."""
-        self.conn.execute(
-            self._insert(policies)
-            .values(fingerprint=fingerprint, document=document, created_at=at)
-            .on_conflict_do_nothing(index_elements=["fingerprint"])
-        )
+        row = {"fingerprint": fingerprint, "document": document, "created_at": at}
+        self.conn.execute(self._sql.save_policy, row)
 
     def load_policy(self, fingerprint: str) -> dict[str, Any] | None:
-        row = self.conn.execute(
-            sa.select(policies.c.document).where(policies.c.fingerprint == fingerprint)
-        ).first()
+        row = self.conn.execute(self._sql.load_policy, {"b_fingerprint": fingerprint}).first()
         return dict(row.document) if row is not None else None
 
 
@@ -325,20 +390,6 @@ class Store:
         self, *, now: float, owner: str, limit: int, lease_seconds: float
     ) -> list[OutboxRow]:
         """Lease up to ``limit`` due effects to ``owner``; each claim bumps its fencing token."""
-        earlier = outbox.alias("earlier")
-        # Effects of one ticket on one target go out in order: a RECOVERY never overtakes its
-        # page, a second page never overtakes the RECOVERY before it.
-        blocked = (
-            sa.select(earlier.c.id)
-            .where(
-                earlier.c.source == outbox.c.source,
-                earlier.c.ticket_id == outbox.c.ticket_id,
-                earlier.c.target == outbox.c.target,
-                earlier.c.id < outbox.c.id,
-                earlier.c.status.in_(OPEN_STATES),
-            )
-            .exists()
-        )
         with self.transaction() as conn:
             due = (
                 sa.select(outbox.c.id)
@@ -346,7 +397,7 @@ class Store:
                     outbox.c.status.in_(OPEN_STATES),
                     outbox.c.next_attempt_at <= now,
                     sa.or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at < now),
-                    ~blocked,
+                    ~_blocked(),
                 )
                 .order_by(outbox.c.next_attempt_at, outbox.c.id)
                 .limit(limit)
@@ -446,13 +497,17 @@ class Store:
             ).scalar()
         return float(value) if value is not None else None
 
-    def next_due_at(self) -> float | None:
-        """When the earliest open effect comes due (None if there is none)."""
+    def next_due_at(self, *, now: float) -> float | None:
+        """When an open effect can next be claimed: its due time, or its lease's end while
+        one is held. Effects waiting behind an earlier one of their ticket don't count: they
+        become claimable when that one finishes, which wakes the dispatcher anyway."""
+        when = sa.case(
+            (outbox.c.lease_expires_at > now, outbox.c.lease_expires_at),
+            else_=outbox.c.next_attempt_at,
+        )
         with self.engine.connect() as conn:
             value = conn.execute(
-                sa.select(sa.func.min(outbox.c.next_attempt_at)).where(
-                    outbox.c.status.in_(OPEN_STATES)
-                )
+                sa.select(sa.func.min(when)).where(outbox.c.status.in_(OPEN_STATES), ~_blocked())
             ).scalar()
         return float(value) if value is not None else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from ticketbridge.adapters.inbound import freshdesk
 from ticketbridge.adapters.inbound.auth import check_shared_secret
@@ -12,7 +13,7 @@ from ticketbridge.adapters.inbound.errors import InboundError
 from ticketbridge.adapters.store.sql import StoreUnavailable
 from ticketbridge.app.deps import ServicesDep
 from ticketbridge.app.schemas import ErrorBody, WebhookAccepted
-from ticketbridge.app.service import ingest
+from ticketbridge.app.service import ingest_in
 
 router = APIRouter(tags=["webhooks"])
 log = structlog.get_logger("ticketbridge.webhooks")
@@ -41,11 +42,14 @@ async def read_capped_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise InboundError("client disconnected before the body was complete") from None
     return b"".join(chunks)
 
 
@@ -94,13 +98,9 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
         return error_response(exc)
     now = services.clock.now()
     try:
-        result = await services.run_db(
-            lambda: ingest(
-                services.store,
-                event=event,
-                dedup_key=dedup_key,
-                now=now,
-                policies=services.policies,
+        result = await services.writer.submit(
+            lambda uow: ingest_in(
+                uow, event=event, dedup_key=dedup_key, now=now, policies=services.policies
             )
         )
     except StoreUnavailable as exc:
@@ -112,8 +112,8 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
         )
     if result.effects:
         request.app.state.dispatcher.wake()
-    if result.timers:
-        request.app.state.scheduler.wake()
+    if result.earliest_timer is not None:
+        request.app.state.scheduler.wake_if_earlier(result.earliest_timer)
     log.info(
         "webhook.received",
         source="freshdesk",
