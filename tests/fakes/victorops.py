@@ -2,7 +2,8 @@
 
 It listens on 127.0.0.1 with an ephemeral port, in a background thread, and accepts
 ``POST /integrations/generic/20131114/alert/{api_key}/{routing_key}`` with a JSON body.
-Every request is recorded (time, path, body, the answer given). Alerts are applied with
+Every complete request is recorded (time, path, body, the answer given); one whose body is
+cut short (the client died mid-request) is only counted, in ``aborted``. Alerts are applied with
 VictorOps' incident semantics, keyed by ``entity_id``:
 
 - ``CRITICAL`` (or ``WARNING``) for an entity with no open incident opens one (a page);
@@ -166,6 +167,7 @@ class FakeVictorOps:
         self._incidents: list[Incident] = []
         self._open: dict[str, Incident] = {}
         self._handler_errors = 0
+        self._aborted = 0
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -264,6 +266,12 @@ class FakeVictorOps:
         with self._lock:
             return self._handler_errors
 
+    @property
+    def aborted(self) -> int:
+        """Requests cut off before their body was complete (not recorded, not acted on)."""
+        with self._lock:
+            return self._aborted
+
     def incidents(self) -> list[Incident]:
         with self._lock:
             return list(self._incidents)
@@ -306,6 +314,7 @@ class FakeVictorOps:
             self._incidents.clear()
             self._open.clear()
             self._handler_errors = 0
+            self._aborted = 0
 
     # --- request handling (server threads) -------------------------------------------------
     def _note_handler_error(self) -> None:
@@ -316,6 +325,12 @@ class FakeVictorOps:
         at, wall = time.monotonic(), time.time()
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length > 0 else b""
+        if len(raw) < length:
+            # The client vanished mid-body (e.g. SIGKILLed): nothing arrived to act on.
+            with self._lock:
+                self._aborted += 1
+            handler.close_connection = True
+            return
         headers = {k.lower(): v for k, v in handler.headers.items()}
         api_key, routing_key, path_ok = self._parse_path(handler.path)
         try:

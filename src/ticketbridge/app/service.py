@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 
@@ -65,18 +65,6 @@ def commit_decision(
         ],
         at=at,
     )
-    uow.add_timeline_many(
-        [
-            (
-                source,
-                ticket_id,
-                at,
-                "decided",
-                {"effect": e.key, "target": e.target, "reason": e.reason},
-            )
-            for e in decision.effects
-        ]
-    )
     return uow.enqueue(
         [
             {
@@ -121,22 +109,10 @@ def ingest_in(
     state = TicketState.model_validate(raw_state) if raw_state is not None else None
     policy = policies.current if state is None else policies.pinned(uow, state.policy)
     decision = decide(state, event, now=now, policy=policy)
-    detail: dict[str, Any] = {
-        "event": event.kind.value,
-        "priority": event.priority.value,
-        "status": event.status_label,
-        "change": event.change,
-    }
-    if event.occurred_at is not None:
-        detail["occurred_at"] = event.occurred_at.isoformat()
-    entries: list[tuple[str, str, float, str, dict[str, Any]]] = [
-        (src, tid, at, "received", detail)
-    ]
-    if state is None:
-        entries.append((src, tid, at, "opened", {"policy": policy.fingerprint}))
+    # The timeline's "received", "opened" and "decided" entries are read back from the inbox,
+    # the state and the outbox; only what exists nowhere else is written to it.
     kind = "stale" if decision.stale else "note"
-    entries.extend((src, tid, at, kind, {"note": note}) for note in decision.notes)
-    uow.add_timeline_many(entries)
+    uow.add_timeline_many([(src, tid, at, kind, {"note": note}) for note in decision.notes])
     if decision.stale:
         uow.mark_inbox(inbox_id, "stale")
         return IngestResult("stale", 0)

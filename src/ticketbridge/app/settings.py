@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKETBRIDGE_",
         env_nested_delimiter="__",
+        env_ignore_empty=True,  # NAME= (empty) means unset, as most deployment tools write it
         extra="ignore",
         secrets_dir=None,
         secrets_nested_delimiter="__",

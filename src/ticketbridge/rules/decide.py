@@ -128,8 +128,6 @@ def decide(
             why = f"Ticket downgraded to {current.priority.label}"
         effects.append(recover(current, why, occurred))
         current = current.model_copy(update={"incident_open": False})
-    elif current.priority not in PAGING_PRIORITIES:
-        notes.append(f"{current.priority.label} tickets never page VictorOps")
     if before is not None and before.priority is not current.priority:
         notes.append(
             f"re-triaged {before.priority.label} → {current.priority.label}: timers re-planned "

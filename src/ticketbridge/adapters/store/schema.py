@@ -20,6 +20,7 @@ inbox = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("event", sa.JSON, nullable=False),
     sa.UniqueConstraint("source", "dedup_key", name="uq_inbox_source_dedup"),
+    sa.Index("ix_inbox_ticket", "source", "ticket_id", "id"),
 )
 
 tickets = sa.Table(

@@ -531,6 +531,11 @@ class Store:
             ).first()
             if row is None:
                 return None
+            received = conn.execute(
+                sa.select(inbox.c.received_at, inbox.c.event, inbox.c.outcome)
+                .where(inbox.c.source == source, inbox.c.ticket_id == ticket_id)
+                .order_by(inbox.c.id)
+            ).all()
             events = conn.execute(
                 sa.select(timeline.c.at, timeline.c.kind, timeline.c.detail)
                 .where(timeline.c.source == source, timeline.c.ticket_id == ticket_id)
@@ -546,10 +551,33 @@ class Store:
                 .where(timers.c.source == source, timers.c.ticket_id == ticket_id)
                 .order_by(timers.c.due_at)
             ).all()
+        state = dict(row.state)
+        entries: list[tuple[float, int, str, dict[str, Any]]] = []
+        for i, r in enumerate(received):
+            event = dict(r.event)
+            detail = {
+                "event": event.get("kind"),
+                "priority": event.get("priority"),
+                "status": event.get("status_label"),
+                "change": event.get("change", {}),
+            }
+            if event.get("occurred_at"):
+                detail["occurred_at"] = event["occurred_at"]
+            if r.outcome != "accepted":
+                detail["outcome"] = r.outcome
+            entries.append((r.received_at, 0, "received", detail))
+            if i == 0:
+                entries.append((r.received_at, 1, "opened", {"policy": state.get("policy")}))
+        entries.extend((e.at, 2, e.kind, dict(e.detail)) for e in events)
+        entries.extend(
+            (e.created_at, 3, "decided", {"effect": e.key, "target": e.target, "reason": e.reason})
+            for e in effects
+        )
+        entries.sort(key=lambda entry: (entry[0], entry[1]))
         return {
-            "state": dict(row.state),
+            "state": state,
             "updated_at": row.updated_at,
-            "timeline": [{"at": e.at, "kind": e.kind, "detail": dict(e.detail)} for e in events],
+            "timeline": [{"at": at, "kind": kind, "detail": d} for at, _, kind, d in entries],
             "effects": [dict(e._mapping) for e in effects],
             "timers": [dict(t._mapping) for t in armed],
         }

@@ -1,0 +1,284 @@
+"""RELIABILITY.md item 13: timers due while the service was down fire exactly once on restart,
+marked late; tickets resolved before the outage fire nothing.
+
+A real ``ticketbridge serve`` runs with a policy whose windows are seconds long (Urgent
+Tier-One 3 s, engagement 4 s; Medium Tier-One 3 s). N Urgent tickets (and a few Medium ones)
+open, R of the Urgent ones are resolved, then the service is SIGKILLed before the first
+Tier-One deadline and kept down until every Tier-One and engagement deadline has passed (the
+one wall-clock wait here: the point is that real time goes by while nothing runs). After the
+restart every unresolved Urgent ticket must get exactly one Tier-Two bridge (a CRITICAL with
+``entity_id`` ``…/bridge`` on the Tier-Two routing key) and one engagement INFO, the resolved
+ones nothing, and the admin API must show each Tier-One timer ``fired`` in the second life
+with ``late_seconds`` > 0.
+
+Figure: ``timers restart: fired once <k>/<N-R>, doubled <d>, fired-for-resolved <r>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import freshdesk_body
+from tests.fakes.victorops import AlertRequest, FakeVictorOps
+from tests.fault.process import TicketbridgeProcess
+from ticketbridge.app.policy import default_policy_text, parse_policy
+from ticketbridge.rules.model import Priority
+
+pytestmark = pytest.mark.fault
+
+URGENT = 50
+RESOLVED = 10  # of the Urgent tickets, resolved while the service is up
+MEDIUM = 5
+FIRST_TICKET = 700_001
+TIER_ONE_S = 3  # Urgent and Medium Tier-One window
+ENGAGEMENT_S = 4  # Urgent initial-engagement window
+OUTAGE_MARGIN = 1.0  # stay down this long past the last deadline
+STARTUP_TIMEOUT = 30.0
+ARRIVAL_TIMEOUT = 20.0  # after the restart, for every expected bridge and INFO
+DUPLICATE_GRACE = 2.5  # then keep watching for doubles (the scheduler polls every 1 s)
+SENDERS = 8
+WEBHOOK_SECRET = "s"
+ADMIN_TOKEN = "a"
+API_KEY = "KEY"
+ROUTING_KEY = "RK"
+TIER_TWO_KEY = "tier2"
+
+# (built-in text, replacement): each must occur exactly once in the built-in policy.
+POLICY_EDITS = (
+    ("{within: 60m, calendar: always}", f"{{within: {ENGAGEMENT_S}s, calendar: always}}"),
+    ("{within: 30m, then: bridge}", f"{{within: {TIER_ONE_S}s, then: bridge}}"),
+    ("customer_updates: {every: 1h}", "customer_updates: {every: 600s}"),
+    ("{within: 2h, then: reassign}", f"{{within: {TIER_ONE_S}s, then: reassign}}"),
+)
+
+
+def short_policy() -> str:
+    """The built-in policy with Urgent/Medium windows of seconds (DESIGN.md section 1 format)."""
+    text = default_policy_text()
+    for old, new in POLICY_EDITS:
+        assert text.count(old) == 1, f"built-in policy changed: {old!r} not found once"
+        text = text.replace(old, new)
+    policy = parse_policy(text, source="short-policy")
+    urgent, medium = policy.for_priority(Priority.URGENT), policy.for_priority(Priority.MEDIUM)
+    assert urgent.tier_one.within.total_seconds() == TIER_ONE_S
+    assert urgent.engagement.within.total_seconds() == ENGAGEMENT_S
+    assert medium.tier_one.within.total_seconds() == TIER_ONE_S
+    return text
+
+
+def entity_id(ticket: int) -> str:
+    return f"freshdesk/acme/ticket/{ticket}"
+
+
+def post_all(base_url: str, bodies: list[dict[str, Any]]) -> list[tuple[int, float, str]]:
+    """POST every webhook (concurrently); return (status, wall time acked, text) for each."""
+    headers = {"Authorization": f"Bearer {WEBHOOK_SECRET}"}
+
+    def post_chunk(chunk: list[dict[str, Any]]) -> list[tuple[int, float, str]]:
+        answers = []
+        with httpx.Client(base_url=base_url, headers=headers, timeout=10.0, trust_env=False) as c:
+            for body in chunk:
+                response = c.post("/webhooks/freshdesk", json=body)
+                answers.append((response.status_code, time.time(), response.text[:200]))
+        return answers
+
+    chunks = [bodies[i::SENDERS] for i in range(SENDERS)]
+    with ThreadPoolExecutor(SENDERS) as pool:
+        return [answer for answers in pool.map(post_chunk, chunks) for answer in answers]
+
+
+def per_ticket(requests: Iterable[AlertRequest], suffix: str = "") -> Counter[int]:
+    """Requests per ticket id, by ``entity_id`` ``freshdesk/acme/ticket/<id><suffix>``."""
+    counts: Counter[int] = Counter()
+    for r in requests:
+        entity = r.entity_id or ""
+        if entity.endswith(suffix):
+            tail = entity.removesuffix(suffix).rsplit("/", 1)[-1]
+            if tail.isdigit():
+                counts[int(tail)] += 1
+    return counts
+
+
+def bridges(vo: FakeVictorOps) -> list[AlertRequest]:
+    return [
+        r
+        for r in vo.requests
+        if r.routing_key == TIER_TWO_KEY
+        and r.message_type == "CRITICAL"
+        and (r.entity_id or "").endswith("/bridge")
+    ]
+
+
+def infos(vo: FakeVictorOps) -> list[AlertRequest]:
+    return [r for r in vo.requests if r.routing_key == ROUTING_KEY and r.message_type == "INFO"]
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_timers_due_while_down_fire_once_on_restart(
+    fake_victorops: FakeVictorOps,
+    ticketbridge_process: Callable[..., TicketbridgeProcess],
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    began = time.monotonic()
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(short_policy(), encoding="utf-8")
+    server = ticketbridge_process(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'tb.db'}",
+        POLICY_FILE=str(policy_file),
+        FRESHDESK__WEBHOOK_SECRETS=WEBHOOK_SECRET,
+        ADMIN_TOKEN=ADMIN_TOKEN,
+        VICTOROPS__REST_URL=fake_victorops.rest_url(API_KEY, ROUTING_KEY),
+        VICTOROPS__TIER_TWO_ROUTING_KEY=TIER_TWO_KEY,
+        LOG_LEVEL="warning",
+        DISPATCH__BACKOFF_INITIAL="0.05",
+        DISPATCH__BACKOFF_MAX="0.5",
+    )
+    server.start()
+    server.wait_healthy(STARTUP_TIMEOUT)
+
+    urgent = list(range(FIRST_TICKET, FIRST_TICKET + URGENT))
+    medium = list(range(FIRST_TICKET + URGENT, FIRST_TICKET + URGENT + MEDIUM))
+    resolved = set(urgent[:: URGENT // RESOLVED][:RESOLVED])  # spread over the opening order
+    unresolved = sorted(set(urgent) - resolved)
+
+    # While up: open every ticket, then resolve some (all acked before any deadline).
+    opened = post_all(
+        server.base_url,
+        [freshdesk_body(t) for t in urgent]
+        + [freshdesk_body(t, priority="Medium") for t in medium],
+    )
+    resolves = post_all(
+        server.base_url,
+        [
+            freshdesk_body(t, status="Resolved", triggered="{status:{from:2,to:4}}")
+            for t in sorted(resolved)
+        ],
+    )
+    refused = [a for a in opened + resolves if a[0] != 202]
+    assert not refused, f"webhooks not accepted: {refused[:5]}\n{server.log_tail()}"
+    bridges_before_kill = len(bridges(fake_victorops))
+    killed_at = time.time()
+    server.kill()
+    ingest_seconds = time.monotonic() - began
+
+    # Down past every Tier-One and engagement deadline (each is at most ack time + window).
+    last_deadline = max(at for _, at, _ in opened) + max(TIER_ONE_S, ENGAGEMENT_S)
+    outage = max(0.0, last_deadline + OUTAGE_MARGIN - time.time())
+    time.sleep(outage)
+
+    restarted_at = time.time()
+    down_seconds = restarted_at - killed_at
+    server.start()
+    server.wait_healthy(STARTUP_TIMEOUT)
+
+    def arrived(vo: FakeVictorOps) -> bool:
+        return (
+            set(unresolved) <= per_ticket(bridges(vo), "/bridge").keys()
+            and set(unresolved) <= per_ticket(infos(vo)).keys()
+        )
+
+    fake_victorops.wait_until(arrived, timeout=ARRIVAL_TIMEOUT)
+    arrival_seconds = time.time() - restarted_at
+    time.sleep(DUPLICATE_GRACE)  # bounded: doubles would come from the next scheduler polls
+
+    bridge_counts = per_ticket(bridges(fake_victorops), "/bridge")
+    info_counts = per_ticket(infos(fake_victorops))
+    fired_once = sum(1 for t in unresolved if bridge_counts[t] == 1)
+    doubled = sorted(t for t, n in bridge_counts.items() if n > 1)
+    fired_for_resolved = sorted(t for t in resolved if bridge_counts[t])
+    missing = sorted(t for t in unresolved if bridge_counts[t] == 0)
+    stray_bridges = sorted(t for t in bridge_counts if t not in set(urgent))
+    info_doubled = sorted(t for t, n in info_counts.items() if n > 1)
+    info_missing = sorted(t for t in unresolved if info_counts[t] == 0)
+    info_for_resolved = sorted(t for t in resolved if info_counts[t])
+    pages_doubled = sorted(e for e, n in fake_victorops.incidents_opened().items() if n > 1)
+
+    # The admin API: every unresolved ticket's Tier-One timer fired once, late, after restart.
+    problems: dict[int, str] = {}
+    lateness: list[float] = []
+    due_times: list[float] = []
+    with httpx.Client(
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=5.0,
+        trust_env=False,
+    ) as admin:
+        for ticket in urgent + medium:
+            response = admin.get(f"/v1/tickets/freshdesk/{ticket}")
+            if response.status_code != 200:
+                problems[ticket] = f"GET -> {response.status_code} {response.text[:200]}"
+                continue
+            view = response.json()
+            timers = {t["kind"]: t for t in view["timers"]}
+            tier_one = timers.get("tier_one")
+            if tier_one is None:
+                problems[ticket] = f"no tier_one timer: {view['timers']}"
+                continue
+            due_times.append(epoch(tier_one["due_at"]))
+            effects = Counter(e["kind"] for e in view["effects"])
+            if ticket in resolved:
+                if tier_one["status"] != "cancelled" or effects["bridge"]:
+                    problems[ticket] = f"resolved, yet tier_one {tier_one} effects {effects}"
+                continue
+            fired_at = tier_one["fired_at"]
+            late = tier_one["late_seconds"]
+            if tier_one["status"] != "fired" or fired_at is None or late is None:
+                problems[ticket] = f"tier_one not fired: {tier_one}"
+            elif not (late > 0 and epoch(fired_at) >= restarted_at):
+                problems[ticket] = f"tier_one fired on time or before the restart: {tier_one}"
+            else:
+                lateness.append(late)
+            wanted = "bridge" if ticket in urgent else "reassign"
+            if effects[wanted] != 1:
+                problems[ticket] = f"{effects[wanted]} {wanted} effects, want 1: {effects}"
+
+    total = time.monotonic() - began
+    figure = (
+        f"timers restart: fired once {fired_once}/{len(unresolved)}, doubled {len(doubled)}, "
+        f"fired-for-resolved {len(fired_for_resolved)}"
+    )
+    detail = (
+        f"timers restart detail: {URGENT} Urgent ({len(resolved)} resolved) + {MEDIUM} Medium; "
+        f"ingest {ingest_seconds:.1f} s, down {down_seconds:.1f} s, "
+        f"bridges and INFOs in {arrival_seconds:.1f} s after restart; Tier-One lateness "
+        f"{min(lateness, default=0):.2f}-{max(lateness, default=0):.2f} s; engagement INFO "
+        f"once {len(unresolved) - len(info_missing) - len(info_doubled)}/{len(unresolved)}; "
+        f"bridges before the kill {bridges_before_kill}; total {total:.1f} s"
+    )
+    print(f"\n{figure}\n{detail}")
+    record_property("figure", figure)
+    record_property("detail", detail)
+
+    # The scenario itself: the kill came before any deadline, so they all fell in the outage.
+    assert due_times, "no Tier-One timers at all"
+    assert killed_at < min(due_times), (
+        f"killed at {killed_at:.3f}, after the first Tier-One deadline {min(due_times):.3f}: "
+        f"opening {URGENT + MEDIUM} tickets took too long ({ingest_seconds:.1f} s)"
+    )
+    assert bridges_before_kill == 0, f"{bridges_before_kill} bridges before the kill"
+    assert not missing, f"{len(missing)} unresolved tickets never bridged: {missing[:10]}\n{figure}"
+    assert not doubled, f"tickets bridged more than once: {doubled[:10]}\n{figure}"
+    assert not fired_for_resolved, f"resolved tickets bridged: {fired_for_resolved}\n{figure}"
+    assert fired_once == len(unresolved), figure
+    assert not stray_bridges, f"bridges for tickets never opened: {stray_bridges[:10]}"
+    assert not info_missing, f"engagement INFO missing for {info_missing[:10]}"
+    assert not info_doubled, f"engagement INFO more than once for {info_doubled[:10]}"
+    assert not info_for_resolved, f"engagement INFO for resolved {info_for_resolved[:10]}"
+    assert not pages_doubled, f"entities paged twice: {pages_doubled[:5]}"
+    assert not problems, (
+        f"admin API disagrees for {len(problems)} tickets: {dict(list(problems.items())[:5])}"
+    )
+    assert total < 40, f"took {total:.1f} s"
