@@ -125,10 +125,11 @@ def harness_factory(store: Store, clock: FakeClock, policy: Policy) -> Callable[
 
     @contextlib.asynccontextmanager
     async def factory(
-        *, start_workers: bool = False, **overrides: Any
+        *, start_workers: bool = False, fast_path: bool = False, **overrides: Any
     ) -> AsyncIterator[AppHarness]:
         settings = make_settings(**overrides)
         services = Services(settings=settings, store=store, policy=policy, clock=clock)
+        services.fast_path = fast_path  # off: tests drive the dispatcher step by step
         app = create_app(settings, services=services, start_workers=start_workers)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

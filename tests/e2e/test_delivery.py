@@ -141,3 +141,46 @@ async def test_the_background_dispatcher_sends_without_being_asked(
                     break
                 await asyncio.sleep(0.01)
     assert route.call_count == 1
+
+
+async def test_a_committed_page_leaves_at_once_without_a_claim(harness_factory: Any) -> None:
+    import asyncio
+
+    with respx.mock() as mock:
+        route = mock.post(host="vo.test").mock(return_value=httpx.Response(200))
+        async with harness_factory(fast_path=True) as h:
+            await h.post_freshdesk(freshdesk_body(70))
+            for _ in range(200):  # the request's own task sends it; bounded wait
+                if route.call_count:
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(200):
+                effect = (await h.ticket(70))["effects"][0]
+                if effect["status"] == "sent":
+                    break
+                await asyncio.sleep(0.01)
+            assert await h.dispatcher.run_once() == 0  # nothing left for a claim
+    assert route.call_count == 1
+    assert (effect["status"], effect["attempts"]) == ("sent", 1)
+
+
+async def test_a_recovery_behind_an_open_page_is_not_fast_pathed(
+    harness_factory: Any, clock: Any
+) -> None:
+    with respx.mock() as mock:
+        route = mock.post(host="vo.test").mock(
+            side_effect=[httpx.Response(503), httpx.Response(200), httpx.Response(200)]
+        )
+        async with harness_factory() as h:
+            await h.post_freshdesk(freshdesk_body(71))
+            await h.dispatcher.run_once()  # the page fails once: retrying
+        async with harness_factory(fast_path=True) as h:
+            resolved = freshdesk_body(71, status="Resolved", triggered="{status:{from:2,to:4}}")
+            response = await h.post_freshdesk(resolved)
+            assert response.json()["effects"] == 1
+            assert route.call_count == 1  # the RECOVERY waits behind the page
+            clock.advance(60)
+            await h.dispatcher.drain()
+    bodies = [call.request.content for call in route.calls]
+    assert [b"CRITICAL" in b for b in bodies] == [True, True, False]
+    assert b"RECOVERY" in bodies[2]

@@ -252,11 +252,13 @@ def test_timers_due_while_down_fire_once_on_restart(
     )
     detail = (
         f"timers restart detail: {URGENT} Urgent ({len(resolved)} resolved) + {MEDIUM} Medium; "
-        f"ingest {ingest_seconds:.1f} s, down {down_seconds:.1f} s, "
+        f"start and ingest {ingest_seconds:.1f} s, down {down_seconds:.1f} s, "
         f"bridges and INFOs in {arrival_seconds:.1f} s after restart; Tier-One lateness "
         f"{min(lateness, default=0):.2f}-{max(lateness, default=0):.2f} s; engagement INFO "
         f"once {len(unresolved) - len(info_missing) - len(info_doubled)}/{len(unresolved)}; "
-        f"bridges before the kill {bridges_before_kill}; total {total:.1f} s"
+        f"bridges before the kill {bridges_before_kill}, killed "
+        f"{min(due_times, default=killed_at) - killed_at:.2f} s before the first deadline; "
+        f"total {total:.1f} s"
     )
     print(f"\n{figure}\n{detail}")
     record_property("figure", figure)

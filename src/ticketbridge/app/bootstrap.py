@@ -41,6 +41,9 @@ class Services:
     readers: dict[str, TicketReader] | None = None
     http: httpx.AsyncClient | None = None
     db_limiter: anyio.CapacityLimiter | None = None
+    # Effects of a committed webhook go out from the request's own process at once (leased
+    # in the same transaction); off, they wait for the dispatcher's next claim.
+    fast_path: bool = True
     policies: PolicyBook = field(init=False)
     writer: GroupCommit = field(init=False)
 

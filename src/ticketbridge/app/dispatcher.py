@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from string import Template
 from typing import Any, Protocol
@@ -21,7 +21,7 @@ import tenacity
 from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.store.schema import DEAD, PENDING, RETRYING, SENT, SKIPPED
-from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable
+from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable, UnitOfWork
 from ticketbridge.app.clock import Clock
 from ticketbridge.app.settings import DispatchSettings
 
@@ -92,8 +92,10 @@ class Dispatcher:
         settings: DispatchSettings,
         run_db: Callable[..., Awaitable[Any]],
         guard: Guard | None = None,
+        write: Callable[[Callable[[UnitOfWork], Any]], Awaitable[Any]] | None = None,
     ) -> None:
         self._guard = guard
+        self._write = write
         self._store = store
         self._senders = senders
         self._clock = clock
@@ -125,6 +127,19 @@ class Dispatcher:
         )
         state.attempt_number = attempt
         return float(self._wait(state))
+
+    def lease(self, now: float) -> tuple[str, float]:
+        """The lease a committing webhook gives its new effects so they skip the claim."""
+        return self._owner, now + self._settings.lease_seconds
+
+    def deliver_now(self, rows: Sequence[OutboxRow]) -> None:
+        """Send effects already leased to this dispatcher (just committed by a webhook)."""
+        if self._stopping:
+            return  # their lease expires (or is released on start) and a claim picks them up
+        for row in rows:
+            task = asyncio.create_task(self._deliver(row))
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
 
     async def run_once(self) -> int:
         """Claim what is due now and deliver it all; return how many were handled."""
@@ -285,18 +300,19 @@ class Dispatcher:
         then: list[dict[str, Any]] | None = None,
     ) -> None:
         now = self._clock.now().timestamp()
-        kept = await self._run_db(
-            lambda: self._store.finish(
-                row,
-                status=status,
-                now=now,
-                attempts=attempts,
-                code=code,
-                error=error,
-                next_attempt_at=next_at,
-                result=result,
-                follow_ups=then or (),
-            )
-        )
+        outcome: dict[str, Any] = {
+            "status": status,
+            "now": now,
+            "attempts": attempts,
+            "code": code,
+            "error": error,
+            "next_attempt_at": next_at,
+            "result": result,
+            "follow_ups": then or (),
+        }
+        if self._write is not None:  # shares a transaction with webhooks being committed
+            kept = await self._write(lambda uow: uow.finish_effect(row, **outcome))
+        else:
+            kept = await self._run_db(lambda: self._store.finish(row, **outcome))
         if not kept:
             log.warning("outbox.lease_lost", effect=row.key, status=status)

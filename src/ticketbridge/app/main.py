@@ -100,6 +100,7 @@ def create_app(
             settings=cfg.dispatch,
             run_db=svc.run_db,
             guard=guard,
+            write=svc.writer.submit,
         )
         scheduler = Scheduler(
             store=svc.store,

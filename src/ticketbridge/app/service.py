@@ -8,7 +8,7 @@ from typing import Literal
 
 import structlog
 
-from ticketbridge.adapters.store.sql import Store, UnitOfWork
+from ticketbridge.adapters.store.sql import OutboxRow, Store, UnitOfWork
 from ticketbridge.rules import Decision, Policy, TicketEvent, TicketState, decide
 from ticketbridge.rules.model import TimerKind
 from ticketbridge.rules.timers import on_timer
@@ -49,11 +49,18 @@ class IngestResult:
     outcome: Literal["accepted", "duplicate", "stale"]
     effects: int
     earliest_timer: float | None = None
+    leased: tuple[OutboxRow, ...] = ()
 
 
 def commit_decision(
-    uow: UnitOfWork, source: str, ticket_id: str, decision: Decision, *, at: float
-) -> int:
+    uow: UnitOfWork,
+    source: str,
+    ticket_id: str,
+    decision: Decision,
+    *,
+    at: float,
+    lease: tuple[str, float] | None = None,
+) -> list[OutboxRow]:
     """Write a decision: the state, its effects (once each) and its timer changes."""
     uow.save_ticket(source, ticket_id, decision.state.model_dump(mode="json"), at)
     uow.set_timers(
@@ -79,6 +86,7 @@ def commit_decision(
             for effect in decision.effects
         ],
         at=at,
+        lease=lease,
     )
 
 
@@ -91,9 +99,16 @@ def ingest(
 
 
 def ingest_in(
-    uow: UnitOfWork, *, event: TicketEvent, dedup_key: str, now: datetime, policies: PolicyBook
+    uow: UnitOfWork,
+    *,
+    event: TicketEvent,
+    dedup_key: str,
+    now: datetime,
+    policies: PolicyBook,
+    lease: tuple[str, float] | None = None,
 ) -> IngestResult:
-    """``ingest`` inside a transaction the caller commits."""
+    """``ingest`` inside a transaction the caller commits; with ``lease`` its effects come
+    back leased to the caller, to send at once (see ``UnitOfWork.enqueue``)."""
     at = now.timestamp()
     src, tid = event.source, event.ticket_id
     inbox_id = uow.add_inbox(
@@ -116,9 +131,14 @@ def ingest_in(
     if decision.stale:
         uow.mark_inbox(inbox_id, "stale")
         return IngestResult("stale", 0)
-    inserted = commit_decision(uow, src, tid, decision, at=at)
+    inserted = commit_decision(uow, src, tid, decision, at=at, lease=lease)
     armed = [c.due.timestamp() for c in decision.timers if c.due is not None]
-    return IngestResult("accepted", inserted, min(armed) if armed else None)
+    return IngestResult(
+        "accepted",
+        len(inserted),
+        min(armed) if armed else None,
+        tuple(row for row in inserted if row.lease_token == 1),
+    )
 
 
 @dataclass(frozen=True)
@@ -159,5 +179,5 @@ def fire_due_timers(store: Store, *, now: datetime, policies: PolicyBook, limit:
                     kind="timer",
                     detail={"timer": timer.kind, "note": note, "late_s": round(lateness, 3)},
                 )
-            effects += commit_decision(uow, timer.source, timer.ticket_id, decision, at=at)
+            effects += len(commit_decision(uow, timer.source, timer.ticket_id, decision, at=at))
     return TimerRun(fired, effects, max_late)

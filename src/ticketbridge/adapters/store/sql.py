@@ -141,6 +141,16 @@ class _Statements:
         self.enqueue = (
             insert(outbox).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id)
         )
+        self.open_for_target = (
+            sa.select(outbox.c.id)
+            .where(
+                outbox.c.source == b("b_source"),
+                outbox.c.ticket_id == b("b_ticket"),
+                outbox.c.target == b("b_target"),
+                outbox.c.status.in_(OPEN_STATES),
+            )
+            .limit(1)
+        )
         arm = insert(timers)
         self.arm_timer = arm.on_conflict_do_update(
             index_elements=["source", "ticket_id", "kind"],
@@ -173,6 +183,21 @@ class _Statements:
             .where(timers.c.id == b("b_id"), timers.c.status == TIMER_PENDING)
             .values(
                 status=TIMER_FIRED, fired_at=b("b_at"), lateness=b("b_late"), updated_at=b("b_at")
+            )
+        )
+        self.finish_effect = (
+            sa.update(outbox)
+            .where(outbox.c.id == b("b_id"), outbox.c.lease_token == b("b_token"))
+            .values(
+                status=b("status"),
+                attempts=b("attempts"),
+                last_code=b("last_code"),
+                last_error=b("last_error"),
+                updated_at=b("updated_at"),
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=sa.func.coalesce(b("next_attempt_at"), outbox.c.next_attempt_at),
+                result=sa.func.coalesce(b("result", type_=sa.JSON), outbox.c.result),
             )
         )
         self.save_policy = insert(policies).on_conflict_do_nothing(index_elements=["fingerprint"])
@@ -238,10 +263,32 @@ class UnitOfWork:
                 ],
             )
 
-    def enqueue(self, rows: Sequence[dict[str, Any]], *, at: float) -> int:
-        """Insert effects; a key already present is left as it is. Returns rows inserted."""
-        inserted = 0
+    def enqueue(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        at: float,
+        lease: tuple[str, float] | None = None,
+    ) -> list[OutboxRow]:
+        """Insert effects (a key already present is left as it is); return the inserted ones.
+
+        With ``lease=(owner, expires_at)``, an effect whose ticket has no earlier open effect
+        on its target is inserted already leased to ``owner`` (``lease_token`` 1): the caller
+        sends it at once, without a claim. The others wait for a claim, in order.
+        """
+        inserted: list[OutboxRow] = []
         for row in rows:
+            leased = lease is not None and (
+                self.conn.execute(
+                    self._sql.open_for_target,
+                    {
+                        "b_source": row["source"],
+                        "b_ticket": row["ticket_id"],
+                        "b_target": row["target"],
+                    },
+                ).first()
+                is None
+            )
             values = {
                 **row,
                 "status": PENDING,
@@ -249,10 +296,25 @@ class UnitOfWork:
                 "next_attempt_at": at,
                 "created_at": at,
                 "updated_at": at,
-                "lease_token": 0,
+                "lease_owner": lease[0] if leased and lease else None,
+                "lease_expires_at": lease[1] if leased and lease else None,
+                "lease_token": 1 if leased else 0,
             }
-            if self.conn.execute(self._sql.enqueue, values).scalar_one_or_none() is not None:
-                inserted += 1
+            new_id = self.conn.execute(self._sql.enqueue, values).scalar_one_or_none()
+            if new_id is not None:
+                inserted.append(
+                    OutboxRow(
+                        id=new_id,
+                        key=row["key"],
+                        target=row["target"],
+                        kind=row["kind"],
+                        source=row["source"],
+                        ticket_id=row["ticket_id"],
+                        payload=row["payload"],
+                        attempts=0,
+                        lease_token=values["lease_token"],
+                    )
+                )
         return inserted
 
     def set_timer(
@@ -293,6 +355,39 @@ class UnitOfWork:
             self.conn.execute(self._sql.arm_timer, armed)
         if cancelled:
             self.conn.execute(self._sql.cancel_timer, cancelled)
+
+    def finish_effect(
+        self,
+        row: OutboxRow,
+        *,
+        status: str,
+        now: float,
+        attempts: int,
+        code: int | None,
+        error: str | None,
+        next_attempt_at: float | None = None,
+        result: dict[str, Any] | None = None,
+        follow_ups: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """Record an attempt's outcome and enqueue its follow-ups; False (nothing written) if
+        the lease was lost, i.e. the fencing token moved on."""
+        values: dict[str, Any] = {
+            "b_id": row.id,
+            "b_token": row.lease_token,
+            "status": status,
+            "attempts": attempts,
+            "last_code": code,
+            "last_error": error,
+            "updated_at": now,
+            "next_attempt_at": next_attempt_at,
+            "result": result,
+        }
+        updated = self.conn.execute(self._sql.finish_effect, values)
+        if updated.rowcount != 1:
+            return False
+        if follow_ups:
+            self.enqueue(follow_ups, at=now)
+        return True
 
     def due_timers(self, *, now: float, limit: int) -> list[DueTimer]:
         """Pending timers due at ``now``, earliest first, locked for this transaction."""
@@ -443,45 +538,10 @@ class Store:
         claimed.sort(key=lambda row: row.id)
         return claimed
 
-    def finish(
-        self,
-        row: OutboxRow,
-        *,
-        status: str,
-        now: float,
-        attempts: int,
-        code: int | None,
-        error: str | None,
-        next_attempt_at: float | None = None,
-        result: dict[str, Any] | None = None,
-        follow_ups: Sequence[dict[str, Any]] = (),
-    ) -> bool:
-        """Record an attempt's outcome (and enqueue its follow-ups, atomically); False if the
-        lease was lost (the fencing token moved on), in which case nothing is written."""
-        values: dict[str, Any] = {
-            "status": status,
-            "attempts": attempts,
-            "last_code": code,
-            "last_error": error,
-            "updated_at": now,
-            "lease_owner": None,
-            "lease_expires_at": None,
-        }
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
-        if result is not None:
-            values["result"] = result
-        with self.transaction() as conn:
-            updated = conn.execute(
-                sa.update(outbox)
-                .where(outbox.c.id == row.id, outbox.c.lease_token == row.lease_token)
-                .values(**values)
-            )
-            if updated.rowcount != 1:
-                return False
-            if follow_ups:
-                UnitOfWork(conn).enqueue(follow_ups, at=now)
-        return True
+    def finish(self, row: OutboxRow, **outcome: Any) -> bool:
+        """``UnitOfWork.finish_effect`` in a transaction of its own."""
+        with self.unit_of_work() as uow:
+            return uow.finish_effect(row, **outcome)
 
     def effect_status(self, key: str) -> str | None:
         """The status of the effect with ``key`` (None if there is none)."""

@@ -97,10 +97,17 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
         log.info("webhook.refused", source="freshdesk", status=exc.status, reason=exc.message)
         return error_response(exc)
     now = services.clock.now()
+    dispatcher = request.app.state.dispatcher
+    lease = dispatcher.lease(now.timestamp()) if services.fast_path else None
     try:
         result = await services.writer.submit(
             lambda uow: ingest_in(
-                uow, event=event, dedup_key=dedup_key, now=now, policies=services.policies
+                uow,
+                event=event,
+                dedup_key=dedup_key,
+                now=now,
+                policies=services.policies,
+                lease=lease,
             )
         )
     except StoreUnavailable as exc:
@@ -110,8 +117,10 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    if result.effects:
-        request.app.state.dispatcher.wake()
+    if result.leased:
+        dispatcher.deliver_now(result.leased)
+    if result.effects > len(result.leased):
+        dispatcher.wake()
     if result.earliest_timer is not None:
         request.app.state.scheduler.wake_if_earlier(result.earliest_timer)
     log.info(
