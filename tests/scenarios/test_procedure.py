@@ -178,3 +178,22 @@ async def test_a_ticket_resolved_meanwhile_fires_nothing(scenario: Scenario) -> 
     await s.webhook(10, "Medium", "Resolved", triggered="{status:{from:2,to:4}}")
     await s.run_until(10 * H)
     assert s.calls == []
+
+
+async def test_ticketbridge_recognises_its_own_note_echoed_back(scenario: Scenario) -> None:
+    s = scenario
+    await s.webhook(11, "Medium")
+    await s.run_until(3 * H)  # reassigned, with a private note
+    before = (await s.h.ticket(11))["state"]
+    await s.webhook(
+        11,
+        "Medium",
+        triggered="{note_type:private}",
+        ticket_latest_private_comment="[ticketbridge] Tier-One window for Medium expired ...",
+    )
+    view = await s.h.ticket(11)
+    assert view["state"] == before
+    assert any(
+        entry["kind"] == "note" and "own note echoed back" in entry["detail"]["note"]
+        for entry in view["timeline"]
+    )
