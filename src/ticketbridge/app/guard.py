@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
@@ -29,14 +30,19 @@ def still_applies(kind: str, ticket: HelpdeskTicket) -> bool:
         return ticket.status.is_active
     if kind == "close":
         return ticket.status is Status.PENDING
-    return True
+    # Notes and VictorOps INFOs (breaches, reminders, "bridge open") speak of an open ticket.
+    return ticket.status.is_active
 
 
 class EffectGuard:
-    """Re-reads the ticket before a page, bridge, reassign or close (when a reader is set),
-    and holds a RECOVERY until its page went out (or drops it when the page never did)."""
+    """Re-reads the ticket before a page, bridge, reassign, close, note or INFO (when a reader
+    is set), and holds a RECOVERY until its page went out (or drops it when it never did).
 
-    REREAD = frozenset({"page", "bridge", "reassign", "close"})
+    A re-read is reused for ``reuse_seconds`` so the effects of one timer (a bridge and its
+    note, a breach note and its INFO) cost one API call, not one each.
+    """
+
+    REREAD = frozenset({"page", "bridge", "reassign", "close", "note", "info"})
 
     def __init__(
         self,
@@ -45,11 +51,25 @@ class EffectGuard:
         run_db: Callable[..., Awaitable[object]],
         readers: Mapping[str, TicketReader],
         reconcile: Callable[[str, HelpdeskTicket], Awaitable[None]],
+        reuse_seconds: float = 5.0,
     ) -> None:
         self._store = store
         self._run_db = run_db
         self._readers = readers
         self._reconcile = reconcile
+        self._reuse = reuse_seconds
+        self._recent: dict[tuple[str, str], tuple[float, HelpdeskTicket]] = {}
+
+    async def _read(self, reader: TicketReader, source: str, ticket_id: str) -> HelpdeskTicket:
+        now = time.monotonic()
+        cached = self._recent.get((source, ticket_id))
+        if cached is not None and now - cached[0] < self._reuse:
+            return cached[1]
+        ticket = await reader.get_ticket(ticket_id)
+        if len(self._recent) > 10_000:  # bounded: drop what is stale
+            self._recent = {k: v for k, v in self._recent.items() if now - v[0] < self._reuse}
+        self._recent[(source, ticket_id)] = (now, ticket)
+        return ticket
 
     async def check(self, row: OutboxRow) -> Verdict:
         if row.kind == "recover":
@@ -64,7 +84,7 @@ class EffectGuard:
         if reader is None or row.kind not in self.REREAD:
             return GO
         try:
-            ticket = await reader.get_ticket(row.ticket_id)
+            ticket = await self._read(reader, row.source, row.ticket_id)
         except AdapterError as exc:
             if exc.status_code == 404:
                 return Verdict("skip", "the helpdesk API no longer has this ticket")
