@@ -1,18 +1,34 @@
-"""Shared fixtures: a policy, a fake clock, a migrated SQLite store, the app with its lifespan."""
+"""Shared fixtures: a policy, a fake clock, a migrated store, the app with its lifespan.
+
+Every test that uses the store (``store``, ``database_url``, ``harness_factory``) runs twice:
+on SQLite and on PostgreSQL. The PostgreSQL server is ``TICKETBRIDGE_TEST_POSTGRESQL_URL``
+(default ``postgresql://postgres@127.0.0.1:5432/test``); each test gets a database of its own,
+copied from a template migrated once per session, and dropped afterwards. An unreachable
+server fails those tests; it never skips them. ``-k sqlite`` or ``-k postgresql`` selects one
+backend.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import os
+import queue
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
+from psycopg import sql
 
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.sql import Store, redact_url
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.main import create_app
@@ -42,12 +58,183 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
 
 
+BACKENDS = ("sqlite", "postgresql")
+POSTGRESQL_URL = os.environ.get(
+    "TICKETBRIDGE_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _connect(admin_url: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL at {redact_url(admin_url)} is unreachable ({exc}).\n"
+            "The store tests run on SQLite and on PostgreSQL: start the server, or point "
+            "TICKETBRIDGE_TEST_POSTGRESQL_URL at one (a user that may CREATE DATABASE).",
+            pytrace=False,
+        )
+
+
+def _create(conn: psycopg.Connection[Any], *, template: str | None = None) -> str:
+    """A new empty (or ``template``-copied) database; returns its name."""
+    name = f"tb_test_{uuid.uuid4().hex[:16]}"
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    conn.execute(statement)
+    return name
+
+
+def _drop(conn: psycopg.Connection[Any], name: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class PostgresServer:
+    """Throwaway databases on the test server.
+
+    One ``CREATE DATABASE ... TEMPLATE`` takes ~0.2 s, several at once take hardly longer: a
+    few background threads keep ``READY`` copies made ahead and drop used ones, so a test
+    waits for neither.
+    """
+
+    READY = 4
+    WORKERS = 3
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self._admin = _connect(admin_url)
+        self._template: str | None = None
+        self._ready: queue.Queue[str | BaseException] = queue.Queue()
+        self._jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._workers: list[threading.Thread] = []
+
+    def url(self, database: str) -> str:
+        return sa.make_url(self.admin_url).set(database=database).render_as_string(False)
+
+    def empty(self) -> str:
+        """A new database without any schema."""
+        return _create(self._admin)
+
+    def migrated(self) -> str:
+        """A new database at the newest schema, copied from a template migrated once."""
+        if not self._workers:
+            template = _create(self._admin)
+            store = Store(self.url(template))
+            try:
+                store.migrate()
+            finally:
+                store.close()  # a template must have no connections to be copied
+            self._template = template
+            self._workers = [
+                threading.Thread(target=self._work, name=f"pg-databases-{i}", daemon=True)
+                for i in range(self.WORKERS)
+            ]
+            for worker in self._workers:
+                worker.start()
+            for _ in range(self.READY):
+                self._jobs.put(("create", template))
+        made = self._ready.get(timeout=60)
+        if isinstance(made, BaseException):
+            raise RuntimeError("could not copy the PostgreSQL template database") from made
+        assert self._template is not None
+        self._jobs.put(("create", self._template))
+        return made
+
+    def drop(self, name: str) -> None:
+        """Drop ``name`` (in the background once the worker runs)."""
+        if not self._workers:
+            _drop(self._admin, name)
+        else:
+            self._jobs.put(("drop", name))
+
+    def drop_now(self, name: str) -> None:
+        """Drop ``name`` at once, whoever is connected to it (tests of a lost database)."""
+        _drop(self._admin, name)
+
+    def _work(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+            while (job := self._jobs.get()) is not None:
+                action, name = job
+                try:
+                    if action == "create":
+                        self._ready.put(_create(conn, template=name))
+                    else:
+                        _drop(conn, name)
+                except Exception as exc:
+                    self._ready.put(exc)
+
+    def close(self) -> None:
+        left: list[str] = []  # copies nobody will use need not be made, only dropped
+        while not self._jobs.empty():
+            job = self._jobs.get_nowait()
+            if job is not None and job[0] == "drop":
+                left.append(job[1])
+        for _ in self._workers:
+            self._jobs.put(None)
+        for worker in self._workers:
+            worker.join(timeout=60)
+        while not self._ready.empty():
+            made = self._ready.get_nowait()
+            if isinstance(made, str):
+                left.append(made)
+        for name in left:
+            _drop(self._admin, name)
+        if self._template is not None:
+            _drop(self._admin, self._template)
+        self._admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgresServer]:
+    server = PostgresServer(POSTGRESQL_URL)
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend the test runs on: every store test runs on each."""
+    name: str = request.param
+    return name
+
+
+@contextlib.contextmanager
+def _database(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, *, migrated: bool
+) -> Iterator[str]:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tb.db'}"
+        if migrated:
+            store = Store(url, sqlite_synchronous="NORMAL")
+            store.migrate()
+            store.close()
+        yield url
+        return
+    server: PostgresServer = request.getfixturevalue("postgresql_server")
+    name = server.migrated() if migrated else server.empty()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop(name)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'tb.db'}", sqlite_synchronous="NORMAL")
-    s.migrate()
-    yield s
-    s.close()
+def database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database on ``backend`` (no schema yet)."""
+    with _database(request, backend, tmp_path, migrated=False) as url:
+        yield url
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[Store]:
+    """A store at the newest schema, in a database of its own, on each backend."""
+    with _database(request, backend, tmp_path, migrated=True) as url:
+        s = Store(url, sqlite_synchronous="NORMAL")
+        try:
+            yield s
+        finally:
+            s.close()
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -121,7 +308,6 @@ class AppHarness:
 @pytest.fixture
 def harness_factory(store: Store, clock: FakeClock, policy: Policy) -> Callable[..., Any]:
     """``async with harness_factory(**settings) as h``: app + lifespan, workers off."""
-    import contextlib
 
     @contextlib.asynccontextmanager
     async def factory(

@@ -80,13 +80,13 @@ async def test_readyz_is_503_when_the_schema_is_behind(harness_factory: Any, sto
 
 
 async def test_start_up_refuses_an_outdated_schema_unless_told_to_migrate(
-    tmp_path: Path, clock: Any, policy: Any
+    database_url: str, clock: Any, policy: Any
 ) -> None:
     from tests.conftest import make_settings
     from ticketbridge.app.bootstrap import Services
 
     settings = make_settings(migrate_on_start=False)
-    store = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    store = Store(database_url)
     app = create_app(
         settings,
         services=Services(settings=settings, store=store, policy=policy, clock=clock),
@@ -116,6 +116,8 @@ async def test_no_secret_appears_in_logs_errors_or_api_output(
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     configure_logging(fmt="json", level="debug")  # stdlib loggers (httpx!) at their loudest
+    # A logger cached now would bypass every later test's capture_logs().
+    structlog.configure(cache_logger_on_first_use=False)
     request = logging.getLogger("httpx")
     assert request.getEffectiveLevel() == logging.WARNING
     with respx.mock() as mock, capture_logs() as logs:

@@ -74,6 +74,7 @@ def test_durations_go_down_to_seconds() -> None:
             "invalid duration",
         ),
         ("pending: {", "pending: {bogus: 1, ", "pending.bogus", 15, "unknown key"),
+        ("version: 1", "version: " + "v" * 41, "version", 1, "must be 1 to 40 characters"),
         (
             "then: reassign},  write_up: {within: 24h}}\n  low",
             "then: escalate},  write_up: {within: 24h}}\n  low",

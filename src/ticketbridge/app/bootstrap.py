@@ -54,7 +54,7 @@ class Services:
     async def run_db(self, fn: Callable[[], T]) -> T:
         """Run a blocking store call in a worker thread (one writer at a time on SQLite)."""
         if self.db_limiter is None:
-            self.db_limiter = anyio.CapacityLimiter(1 if self.store.is_sqlite else 16)
+            self.db_limiter = anyio.CapacityLimiter(self.store.max_concurrency)
         return await anyio.to_thread.run_sync(fn, limiter=self.db_limiter)
 
     async def reconcile(self, source: str, ticket: HelpdeskTicket) -> None:

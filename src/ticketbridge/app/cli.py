@@ -11,9 +11,13 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from ticketbridge.app.cli_config import config_cli
+from ticketbridge.app.cli_effects import effects_cli
 from ticketbridge.app.policy import PolicyError, load_policy
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+cli.add_typer(effects_cli, name="effects")
+cli.add_typer(config_cli, name="config")
 
 
 def _settings_or_exit() -> object:
@@ -33,7 +37,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
 ) -> None:
-    """Run the service (migrates a SQLite store on start unless told not to)."""
+    """Run the service (migrates the store on start unless told not to)."""
     import uvicorn
 
     from ticketbridge.app.logging import configure_logging
@@ -78,14 +82,23 @@ def check_policy(
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the newest revision."""
+    import sqlalchemy as sa
+
     from ticketbridge.adapters.store.sql import Store, redact_url
     from ticketbridge.app.settings import Settings
 
     settings = _settings_or_exit()
     assert isinstance(settings, Settings)
     store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    store.migrate()
-    current, _ = store.schema_revisions()
+    try:
+        store.migrate()
+        current, _ = store.schema_revisions()
+    except sa.exc.OperationalError as exc:  # the driver's message names host and port only
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        typer.echo(f"{redact_url(store.url)}: cannot migrate: {reason}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
     typer.echo(f"{redact_url(store.url)}: schema at {current}")
 
 

@@ -93,8 +93,10 @@ class Dispatcher:
         run_db: Callable[..., Awaitable[Any]],
         guard: Guard | None = None,
         write: Callable[[Callable[[UnitOfWork], Any]], Awaitable[Any]] | None = None,
+        on_outcome: Callable[[str, str], None] | None = None,
     ) -> None:
         self._guard = guard
+        self._on_outcome = on_outcome  # (target, sent|retrying|dead|skipped), once recorded
         self._write = write
         self._store = store
         self._senders = senders
@@ -243,7 +245,13 @@ class Dispatcher:
                 if verdict.action == "wait":
                     next_at = self._clock.now().timestamp() + verdict.seconds
                     await self._finish(
-                        row, row_status(row), row.attempts, None, verdict.reason, next_at
+                        row,
+                        row_status(row),
+                        row.attempts,
+                        None,
+                        verdict.reason,
+                        next_at,
+                        counted=False,  # not an attempt
                     )
                     return
                 payload = {k: v for k, v in row.payload.items() if k != "then"}
@@ -298,6 +306,7 @@ class Dispatcher:
         *,
         result: dict[str, Any] | None = None,
         then: list[dict[str, Any]] | None = None,
+        counted: bool = True,
     ) -> None:
         now = self._clock.now().timestamp()
         outcome: dict[str, Any] = {
@@ -316,3 +325,5 @@ class Dispatcher:
             kept = await self._run_db(lambda: self._store.finish(row, **outcome))
         if not kept:
             log.warning("outbox.lease_lost", effect=row.key, status=status)
+        elif counted and self._on_outcome is not None:
+            self._on_outcome(row.target, status)

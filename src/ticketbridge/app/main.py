@@ -18,8 +18,9 @@ from ticketbridge.adapters.store.sql import redact_url
 from ticketbridge.app.bootstrap import Services, build_readers, build_senders, build_services
 from ticketbridge.app.dispatcher import Dispatcher
 from ticketbridge.app.guard import EffectGuard
+from ticketbridge.app.metrics import Metrics
 from ticketbridge.app.middleware import RequestContext
-from ticketbridge.app.routes import admin, health, webhooks
+from ticketbridge.app.routes import admin, effects, health, metrics, webhooks
 from ticketbridge.app.scheduler import Scheduler
 from ticketbridge.app.settings import Settings, load_settings
 
@@ -101,6 +102,7 @@ def create_app(
             run_db=svc.run_db,
             guard=guard,
             write=svc.writer.submit,
+            on_outcome=app_metrics.effect,
         )
         scheduler = Scheduler(
             store=svc.store,
@@ -110,7 +112,9 @@ def create_app(
             on_effects=dispatcher.wake,
             batch_size=cfg.scheduler.batch_size,
             poll_seconds=cfg.scheduler.poll_seconds,
+            on_fired=lambda run: app_metrics.timers_fired(run.latenesses, run.breaches),
         )
+        app_metrics.watch_store(svc.store.outbox_stats, svc.clock)
         app.state.services = svc
         app.state.dispatcher = dispatcher
         app.state.scheduler = scheduler
@@ -145,7 +149,10 @@ def create_app(
         summary="Helpdesk ticket webhooks to VictorOps incidents, durably and exactly once.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestContext)
+    # One registry per app (tests build many); nothing global, nothing at import time.
+    app_metrics = Metrics()
+    app.state.metrics = app_metrics
+    app.add_middleware(RequestContext, metrics=app_metrics)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -162,4 +169,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(effects.router)
+    app.include_router(metrics.router)
     return app

@@ -9,13 +9,18 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ticketbridge.app.metrics import Metrics
+
 log = structlog.get_logger("ticketbridge.http")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Scraped every few seconds: their canonical line is logged at debug, not info.
+QUIET_PATHS = frozenset({"/metrics"})
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,11 +46,14 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.info(
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.http_request(scope, status, elapsed)
+            (log.debug if scope["path"] in QUIET_PATHS else log.info)(
                 "http.request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()

@@ -29,8 +29,10 @@ class Scheduler:
         on_effects: Callable[[], None],
         batch_size: int = 500,
         poll_seconds: float = 1.0,
+        on_fired: Callable[[TimerRun], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_fired = on_fired  # each committed batch (metrics: lateness, breaches)
         self._policies = policies
         self._clock = clock
         self._run_db = run_db
@@ -57,6 +59,8 @@ class Scheduler:
         late = 0.0
         while True:
             run: TimerRun = await self._run_db(self._fire_batch)
+            if self._on_fired is not None:
+                self._on_fired(run)
             fired += run.fired
             effects += run.effects
             late = max(late, run.max_lateness)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -120,6 +121,7 @@ class BusinessCalendar:
         return False
 
 
+@functools.lru_cache(maxsize=64)
 def calendar_for(spec: CalendarSpec | None) -> BusinessCalendar | WallClock:
-    """The calendar for ``spec``; no spec means plain wall-clock time."""
+    """The calendar for ``spec`` (built once per spec); no spec means plain wall-clock time."""
     return WallClock() if spec is None else BusinessCalendar(spec)

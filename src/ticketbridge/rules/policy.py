@@ -138,6 +138,9 @@ class Tags(_Strict):
     followup: str = "github-followup"
 
 
+MAX_VERSION_LENGTH = 40
+
+
 class Policy(_Strict):
     """A validated policy file; ``fingerprint`` identifies it for per-ticket pinning."""
 
@@ -154,6 +157,14 @@ class Policy(_Strict):
         "public_reply",
         "assignment",
     )
+
+    @field_validator("version")
+    @classmethod
+    def _short_version(cls, value: int | str) -> int | str:
+        # ``version@hash`` names the policy in the store, in a column of 64 characters.
+        if not 1 <= len(str(value)) <= MAX_VERSION_LENGTH:
+            raise ValueError(f"must be 1 to {MAX_VERSION_LENGTH} characters")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:

@@ -10,6 +10,7 @@ from ticketbridge.rules.effects import bridge, close_ticket, note, reassign, vic
 from ticketbridge.rules.model import (
     Decision,
     Effect,
+    Priority,
     Status,
     TicketState,
     TimerChange,
@@ -20,39 +21,68 @@ from ticketbridge.rules.policy import Policy
 Plan = dict[TimerKind, tuple[datetime | None, str]]
 
 
+_RULES_TEXT: dict[tuple[str, Priority], dict[TimerKind, str]] = {}
+
+
+def _rules_text(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
+    """The rule each timer of ``priority`` follows, as the timeline shows it (built once per
+    policy version: a pure function of the policy, so caching it changes no result)."""
+    key = (policy.fingerprint, priority)
+    cached = _RULES_TEXT.get(key)
+    if cached is None:
+        cached = _RULES_TEXT[key] = _describe(policy, priority)
+    return cached
+
+
+def _describe(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
+    rules = policy.for_priority(priority)
+    label = priority.label
+    engagement = rules.engagement
+    text = {
+        TimerKind.TIER_ONE: f"Tier-One window for {label} is "
+        f"{format_duration(rules.tier_one.within)}, then {rules.tier_one.then}",
+        TimerKind.ENGAGEMENT: f"initial engagement for {label} within "
+        f"{format_duration(engagement.within)}"
+        + (f" ({engagement.calendar} calendar)" if engagement.calendar else ""),
+        TimerKind.AUTO_CLOSE: f"Pending for {format_duration(policy.pending.auto_close_after)} "
+        "with no customer reply closes the ticket",
+    }
+    if rules.customer_updates is not None:
+        text[TimerKind.CUSTOMER_UPDATE] = (
+            f"customer update for {label} every {format_duration(rules.customer_updates.every)}"
+        )
+    return text
+
+
 def plan_timers(state: TicketState, policy: Policy) -> Plan:
     """Every timer the ticket needs now, with its due time (None: not needed) and rule."""
     plan: Plan = {kind: (None, "") for kind in TimerKind}
     if not state.status.is_active:
         return plan
     rules = policy.for_priority(state.priority)
-    label = state.priority.label
+    text = _rules_text(policy, state.priority)
     if not state.tier_one_done:
-        window = rules.tier_one.within
         plan[TimerKind.TIER_ONE] = (
-            state.opened_at + window,
-            f"Tier-One window for {label} is {format_duration(window)}, then {rules.tier_one.then}",
+            state.opened_at + rules.tier_one.within,
+            text[TimerKind.TIER_ONE],
         )
     if state.engaged_at is None and not state.engagement_breached:
         spec = rules.engagement
         calendar = policy.calendars.get(spec.calendar) if spec.calendar else None
         plan[TimerKind.ENGAGEMENT] = (
             calendar_for(calendar).add(state.opened_at, spec.within),
-            f"initial engagement for {label} within {format_duration(spec.within)}"
-            + (f" ({spec.calendar} calendar)" if spec.calendar else ""),
+            text[TimerKind.ENGAGEMENT],
         )
     if rules.customer_updates is not None and state.status is Status.OPEN:
-        every = rules.customer_updates.every
         base = state.cadence_base or state.opened_at
         plan[TimerKind.CUSTOMER_UPDATE] = (
-            base + every * (state.update_reminders + 1),
-            f"customer update for {label} every {format_duration(every)}",
+            base + rules.customer_updates.every * (state.update_reminders + 1),
+            text[TimerKind.CUSTOMER_UPDATE],
         )
     if state.status is Status.PENDING and state.pending_since and not state.auto_close_requested:
-        after = policy.pending.auto_close_after
         plan[TimerKind.AUTO_CLOSE] = (
-            state.pending_since + after,
-            f"Pending for {format_duration(after)} with no customer reply closes the ticket",
+            state.pending_since + policy.pending.auto_close_after,
+            text[TimerKind.AUTO_CLOSE],
         )
     return plan
 

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ticketbridge.adapters.store.schema import (
+    DEAD,
     OPEN_STATES,
     PENDING,
     TIMER_CANCELLED,
@@ -37,6 +38,10 @@ from ticketbridge.adapters.store.schema import (
 )
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+PG_CONCURRENCY = 16
+# Taken while migrating on PostgreSQL, so that two processes starting at once (or a
+# ``ticketbridge migrate`` during a start) do not both create the tables.
+PG_MIGRATION_LOCK = 0x7469636B  # "tick"
 
 
 class StoreUnavailable(Exception):
@@ -51,11 +56,15 @@ def normalise_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for logs."""
+    """The URL without its password (``user:***@``, and ``?password=***`` as libpq also
+    takes it), for logs."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
         return "<unparseable database URL>"
+    hidden = {k: "***" for k in parsed.query if k.lower() in ("password", "sslpassword")}
+    text = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return text.replace("=%2A%2A%2A", "=***")
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,16 @@ class OutboxRow:
     payload: dict[str, Any]
     attempts: int
     lease_token: int
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """What ``/metrics`` shows of the outbox: open effects, the oldest one's creation time
+    (None when there is none) and dead ones."""
+
+    open: int
+    oldest_open_created_at: float | None
+    dead: int
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -141,6 +160,7 @@ class _Statements:
         self.enqueue = (
             insert(outbox).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id)
         )
+        self.enqueue_quietly = insert(outbox).on_conflict_do_nothing(index_elements=["key"])
         self.open_for_target = (
             sa.select(outbox.c.id)
             .where(
@@ -211,6 +231,7 @@ class UnitOfWork:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._pg = conn.dialect.name == "postgresql"
         self._sql = _statements(conn.dialect.name)
 
     def add_inbox(
@@ -332,29 +353,94 @@ class UnitOfWork:
         at: float,
     ) -> None:
         """Apply ``(kind, due or None, rule)`` changes to one ticket's timers."""
+        self.set_timers_many([(source, ticket_id, k, d, r) for k, d, r in changes], at=at)
+
+    def set_timers_many(
+        self, changes: Sequence[tuple[str, str, str, float | None, str]], *, at: float
+    ) -> None:
+        """Apply ``(source, ticket_id, kind, due or None, rule)`` changes; for the same timer
+        the last change wins."""
+        last = {(s, t, k): (d, r) for s, t, k, d, r in changes}
         armed = [
             {
-                "source": source,
-                "ticket_id": ticket_id,
-                "kind": kind,
+                "source": s,
+                "ticket_id": t,
+                "kind": k,
                 "due_at": due,
                 "status": TIMER_PENDING,
                 "rule": rule,
                 "created_at": at,
                 "updated_at": at,
             }
-            for kind, due, rule in changes
+            for (s, t, k), (due, rule) in last.items()
             if due is not None
         ]
         cancelled = [
-            {"b_source": source, "b_ticket": ticket_id, "b_kind": kind, "b_at": at}
-            for kind, due, _ in changes
+            {"b_source": s, "b_ticket": t, "b_kind": k, "b_at": at}
+            for (s, t, k), (due, _) in last.items()
             if due is None
         ]
         if armed:
             self.conn.execute(self._sql.arm_timer, armed)
         if cancelled:
             self.conn.execute(self._sql.cancel_timer, cancelled)
+
+    def load_tickets(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The states of several tickets at once, by ``(source, ticket_id)``."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        by_source: dict[str, set[str]] = {}
+        for source, ticket_id in keys:
+            by_source.setdefault(source, set()).add(ticket_id)
+        for source, ids in by_source.items():
+            query = sa.select(tickets.c.ticket_id, tickets.c.state).where(
+                tickets.c.source == source, tickets.c.ticket_id.in_(sorted(ids))
+            )
+            if self._pg:
+                query = query.with_for_update()
+            for row in self.conn.execute(query):
+                found[(source, row.ticket_id)] = dict(row.state)
+        return found
+
+    def save_tickets(self, states: Sequence[tuple[str, str, dict[str, Any]]], *, at: float) -> None:
+        """Upsert ``(source, ticket_id, state)`` rows in one statement."""
+        if states:
+            self.conn.execute(
+                self._sql.save_ticket,
+                [
+                    {"source": s, "ticket_id": t, "state": st, "updated_at": at}
+                    for s, t, st in states
+                ],
+            )
+
+    def mark_timers_fired(self, fired: Sequence[tuple[int, float]], *, at: float) -> None:
+        """Mark ``(timer_id, lateness)`` pairs fired."""
+        if fired:
+            self.conn.execute(
+                self._sql.mark_timer_fired,
+                [{"b_id": i, "b_at": at, "b_late": late} for i, late in fired],
+            )
+
+    def enqueue_many(self, rows: Sequence[dict[str, Any]], *, at: float) -> int:
+        """Insert effects in one statement (a key already present is left); rows inserted."""
+        if not rows:
+            return 0
+        values = [
+            {
+                **row,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": at,
+                "created_at": at,
+                "updated_at": at,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "lease_token": 0,
+            }
+            for row in rows
+        ]
+        return int(self.conn.execute(self._sql.enqueue_quietly, values).rowcount)
 
     def finish_effect(
         self,
@@ -390,12 +476,26 @@ class UnitOfWork:
         return True
 
     def due_timers(self, *, now: float, limit: int) -> list[DueTimer]:
-        """Pending timers due at ``now``, earliest first, locked for this transaction."""
-        query = (
-            sa.select(
-                timers.c.id, timers.c.source, timers.c.ticket_id, timers.c.kind, timers.c.due_at
+        """Pending timers due at ``now``, earliest first, locked for this transaction.
+
+        On PostgreSQL each timer is locked together with its ticket, skipping any that is
+        locked: a webhook locks its ticket and then its timers, so taking a timer first and
+        then waiting for its ticket would deadlock. A skipped timer fires on the next round.
+        (Every timer has its ticket: both are written in one transaction, and tickets stay.)
+        """
+        query = sa.select(
+            timers.c.id, timers.c.source, timers.c.ticket_id, timers.c.kind, timers.c.due_at
+        )
+        if self.conn.dialect.name == "postgresql":
+            query = query.join(
+                tickets,
+                sa.and_(
+                    tickets.c.source == timers.c.source,
+                    tickets.c.ticket_id == timers.c.ticket_id,
+                ),
             )
-            .where(timers.c.status == TIMER_PENDING, timers.c.due_at <= now)
+        query = (
+            query.where(timers.c.status == TIMER_PENDING, timers.c.due_at <= now)
             .order_by(timers.c.due_at, timers.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -422,8 +522,21 @@ class Store:
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.url = normalise_url(url)
-        self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=False)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        parsed = sa.make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # Store calls the app may run at once: one writer on SQLite; on PostgreSQL as many
+        # as the pool holds (a few more connections are left for calls made outside).
+        self.max_concurrency = 1 if self.is_sqlite else PG_CONCURRENCY
+        options: dict[str, Any] = {"pool_pre_ping": False}
+        if not self.is_sqlite:
+            options["pool_size"] = PG_CONCURRENCY
+            options["max_overflow"] = 4
+            # Defaults a URL's own query (``?connect_timeout=3``) overrides: an unreachable
+            # server fails a call in seconds instead of hanging it, and the connections
+            # show up in pg_stat_activity under our name.
+            defaults = {"connect_timeout": 10, "application_name": "ticketbridge"}
+            options["connect_args"] = {k: v for k, v in defaults.items() if k not in parsed.query}
+        self.engine: Engine = sa.create_engine(self.url, **options)
         if self.is_sqlite:
             mode = sqlite_synchronous.upper()
             if mode not in SQLITE_SYNCHRONOUS:
@@ -466,6 +579,8 @@ class Store:
     def migrate(self) -> None:
         """Bring the schema to the newest revision."""
         with self.engine.begin() as conn:
+            if not self.is_sqlite:  # SQLite: BEGIN IMMEDIATE already serialises it
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK)))
             command.upgrade(_alembic_config(conn), "head")
 
     def schema_revisions(self) -> tuple[str | None, str | None]:
@@ -653,3 +768,19 @@ class Store:
         }[table]
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(target)).scalar_one())
+
+    def outbox_stats(self) -> OutboxStats:
+        """Open and dead effects in one grouped query on the status index (for metrics)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(outbox.c.status, sa.func.count(), sa.func.min(outbox.c.created_at))
+                .where(outbox.c.status.in_((*OPEN_STATES, DEAD)))
+                .group_by(outbox.c.status)
+            ).all()
+        by_status = {status: (int(n), oldest) for status, n, oldest in rows}
+        open_rows = [by_status[s] for s in OPEN_STATES if s in by_status]
+        return OutboxStats(
+            open=sum(n for n, _ in open_rows),
+            oldest_open_created_at=min((float(o) for _, o in open_rows), default=None),
+            dead=by_status.get(DEAD, (0, None))[0],
+        )

@@ -12,6 +12,7 @@ from ticketbridge.adapters.inbound.auth import check_shared_secret
 from ticketbridge.adapters.inbound.errors import InboundError
 from ticketbridge.adapters.store.sql import StoreUnavailable
 from ticketbridge.app.deps import ServicesDep
+from ticketbridge.app.metrics import metrics_of
 from ticketbridge.app.schemas import ErrorBody, WebhookAccepted
 from ticketbridge.app.service import ingest_in
 
@@ -95,6 +96,7 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
         event, dedup_key = freshdesk.parse_webhook(raw)
     except InboundError as exc:
         log.info("webhook.refused", source="freshdesk", status=exc.status, reason=exc.message)
+        metrics_of(request.app).webhook("freshdesk", str(exc.status))
         return error_response(exc)
     now = services.clock.now()
     dispatcher = request.app.state.dispatcher
@@ -112,11 +114,13 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
         )
     except StoreUnavailable as exc:
         log.error("webhook.store_unavailable", source="freshdesk", error=str(exc))
+        metrics_of(request.app).webhook("freshdesk", "503")
         return JSONResponse(
             {"error": "store unavailable, retry later"},
             status_code=503,
             headers={"Retry-After": "5"},
         )
+    metrics_of(request.app).webhook("freshdesk", result.outcome)
     if result.leased:
         dispatcher.deliver_now(result.leased)
     if result.effects > len(result.leased):

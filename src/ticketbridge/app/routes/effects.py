@@ -1,0 +1,129 @@
+"""Dead letters and replay under ``/v1/effects`` (Bearer admin token)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import structlog
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel
+
+from ticketbridge.adapters.store.effects import (
+    EffectNotDead,
+    EffectNotFound,
+    EffectRecord,
+    list_effects,
+    replay_dead,
+)
+from ticketbridge.adapters.store.schema import OPEN_STATES
+from ticketbridge.app.deps import AdminDep, ServicesDep
+from ticketbridge.app.schemas import ErrorBody
+
+log = structlog.get_logger("ticketbridge.effects")
+router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep])
+
+_BAD = "A query or path parameter is invalid (named in the message)"
+EffectState = Literal["dead", "retrying", "pending", "sent", "skipped"]
+
+
+class EffectSummary(BaseModel):
+    id: int
+    key: str
+    target: str
+    kind: str
+    source: str
+    ticket_id: str
+    status: EffectState
+    attempts: int
+    last_response_code: int | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+    next_attempt_at: str | None
+
+
+class EffectList(BaseModel):
+    state: EffectState
+    effects: list[EffectSummary]
+    next_before_id: int | None
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def summary(record: EffectRecord) -> EffectSummary:
+    return EffectSummary(
+        id=record.id,
+        key=record.key,
+        target=record.target,
+        kind=record.kind,
+        source=record.source,
+        ticket_id=record.ticket_id,
+        status=record.status,
+        attempts=record.attempts,
+        last_response_code=record.last_code,
+        last_error=record.last_error,
+        created_at=_iso(record.created_at),
+        updated_at=_iso(record.updated_at),
+        next_attempt_at=_iso(record.next_attempt_at) if record.status in OPEN_STATES else None,
+    )
+
+
+@router.get(
+    "/effects",
+    response_model=EffectList,
+    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody, "description": _BAD}},
+    summary="Effects in one state, newest first (dead letters by default)",
+)
+async def get_effects(
+    services: ServicesDep,
+    state: Annotated[EffectState, Query(description="Which effects to list.")] = "dead",
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
+    before_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="Only effects with a smaller id: the previous page's `next_before_id`.",
+        ),
+    ] = None,
+) -> EffectList:
+    records, next_before_id = await services.run_db(
+        lambda: list_effects(services.store, status=state, limit=limit, before_id=before_id)
+    )
+    return EffectList(
+        state=state, effects=[summary(r) for r in records], next_before_id=next_before_id
+    )
+
+
+@router.post(
+    "/effects/{effect_id}/retry",
+    status_code=202,
+    response_model=EffectSummary,
+    responses={
+        401: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "The effect is not dead"},
+        422: {"model": ErrorBody, "description": _BAD},
+    },
+    summary="Replay one dead effect, once",
+    response_description="Replayed: the effect is pending again and due now",
+)
+async def retry_effect(
+    request: Request,
+    services: ServicesDep,
+    effect_id: Annotated[int, Path(ge=1)],
+) -> EffectSummary:
+    now = services.clock.now().timestamp()
+    try:
+        record = await services.run_db(
+            lambda: replay_dead(services.store, effect_id, now=now, via="api")
+        )
+    except EffectNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except EffectNotDead as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    log.info("outbox.replayed", effect=record.key, id=record.id, target=record.target, via="api")
+    request.app.state.dispatcher.wake()
+    return summary(record)

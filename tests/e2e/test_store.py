@@ -1,0 +1,190 @@
+"""The store itself, on each backend: migrations, URLs kept secret, and PostgreSQL's row locks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+from typer.testing import CliRunner
+
+from tests.conftest import PostgresServer, freshdesk_body, make_settings
+from ticketbridge.adapters.store.sql import Store, UnitOfWork, normalise_url, redact_url
+from ticketbridge.app.bootstrap import Services
+from ticketbridge.app.cli import cli
+from ticketbridge.app.main import create_app
+
+
+def test_migrate_is_idempotent_and_readable(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        assert store.schema_revisions()[0] is None
+        store.migrate()
+        store.migrate()
+        current, head = store.schema_revisions()
+        assert current == head is not None
+        assert store.count("outbox") == 0
+    finally:
+        store.close()
+
+
+def test_two_processes_migrating_at_once_both_succeed(database_url: str) -> None:
+    stores = [Store(database_url), Store(database_url)]
+    errors: list[BaseException] = []
+
+    def migrate(store: Store) -> None:
+        try:
+            store.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        current, head = stores[0].schema_revisions()
+        assert current == head
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_the_migrate_command_names_the_database_without_its_password(
+    database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend == "postgresql":
+        database_url = database_url.replace("postgres@", "postgres:pa55word@", 1)
+    monkeypatch.setenv("TICKETBRIDGE_DATABASE_URL", database_url)
+    result = CliRunner().invoke(cli, ["migrate"])
+    assert result.exit_code == 0, result.output
+    store = Store(database_url)
+    current, head = store.schema_revisions()
+    store.close()
+    assert current == head
+    assert result.output == f"{redact_url(store.url)}: schema at {head}\n"
+    assert "pa55word" not in result.output
+
+
+def test_the_migrate_command_says_when_the_database_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://tb:pa55word@127.0.0.1:{port}/tickets"
+    monkeypatch.setenv("TICKETBRIDGE_DATABASE_URL", url)
+    result = CliRunner().invoke(cli, ["migrate"])
+    assert result.exit_code == 1
+    assert f"tb:***@127.0.0.1:{port}/tickets: cannot migrate: connection failed" in result.output
+    assert "pa55word" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_postgresql_urls_select_psycopg_and_never_show_the_password() -> None:
+    url = normalise_url("postgresql://tb:pa55word@db.internal:5432/tickets")
+    assert url == "postgresql+psycopg://tb:pa55word@db.internal:5432/tickets"
+    assert normalise_url("postgres://tb@db/tickets") == "postgresql+psycopg://tb@db/tickets"
+    assert redact_url(url) == "postgresql+psycopg://tb:***@db.internal:5432/tickets"
+    assert normalise_url("sqlite:///tb.db") == "sqlite:///tb.db"
+    in_query = normalise_url("postgresql://db/tickets?user=tb&password=pa55word&sslmode=require")
+    assert redact_url(in_query) == (
+        "postgresql+psycopg://db/tickets?password=***&sslmode=require&user=tb"
+    )
+    assert redact_url("postgresql://") == "postgresql://"
+    assert redact_url("not a url") == "<unparseable database URL>"
+
+
+async def test_the_start_up_log_names_the_database_without_its_password(
+    database_url: str, backend: str, clock: Any, policy: Any
+) -> None:
+    if backend == "postgresql":  # trust auth ignores it; the log must not show it
+        database_url = database_url.replace("postgres@", "postgres:pa55word@", 1)
+        assert "pa55word" in database_url
+    settings = make_settings(database_url=database_url)
+    store = Store(database_url)
+    app = create_app(
+        settings,
+        services=Services(settings=settings, store=store, policy=policy, clock=clock),
+        start_workers=False,
+    )
+    try:
+        with capture_logs() as logs:
+            async with app.router.lifespan_context(app):
+                pass
+    finally:
+        store.close()
+    started = next(e for e in logs if e["event"] == "service.started")
+    assert started["database"] == redact_url(store.url)
+    assert "pa55word" not in repr(logs)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_firing_timers_never_deadlocks_with_a_webhook_of_the_same_ticket(store: Store) -> None:
+    """A webhook locks its ticket, then its timers; the scheduler must not take a timer and
+    then wait for the ticket (PostgreSQL would abort one of the two as a deadlock). It skips
+    a ticket being written and fires its timer on the next round."""
+    with store.unit_of_work() as uow:
+        uow.save_ticket("freshdesk", "1", {"n": 0}, at=0.0)
+        uow.set_timer("freshdesk", "1", kind="engagement", due=10.0, rule="r", at=0.0)
+    ticket_locked, scheduler_looked = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def webhook() -> None:
+        try:
+            with store.unit_of_work() as uow:
+                uow.load_ticket("freshdesk", "1")  # FOR UPDATE
+                ticket_locked.set()
+                assert scheduler_looked.wait(10)
+                uow.set_timer("freshdesk", "1", kind="engagement", due=15.0, rule="r", at=1.0)
+                uow.save_ticket("freshdesk", "1", {"n": 1}, at=1.0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def scheduler() -> None:
+        try:
+            assert ticket_locked.wait(10)
+            with store.unit_of_work() as uow:
+                due = uow.due_timers(now=20.0, limit=10)
+                scheduler_looked.set()
+                seen.append(len(due))
+                for timer in due:
+                    uow.load_ticket(timer.source, timer.ticket_id)
+                    uow.mark_timer_fired(timer.id, at=20.0, lateness=10.0)
+        except BaseException as exc:
+            scheduler_looked.set()
+            errors.append(exc)
+
+    threads = [threading.Thread(target=webhook), threading.Thread(target=scheduler)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert seen == [0]  # the ticket was being written: its timer waits for the next round
+    with store.unit_of_work() as uow:
+        (timer,) = uow.due_timers(now=20.0, limit=10)
+        assert timer.due_at == 15.0  # as the webhook re-planned it
+        assert isinstance(uow, UnitOfWork)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_lost_database_answers_503_with_retry_after_never_500(
+    harness_factory: Any, store: Store, postgresql_server: PostgresServer
+) -> None:
+    async with harness_factory() as h:
+        assert (await h.post_freshdesk(freshdesk_body(1))).status_code == 202
+        assert store.engine.url.database is not None
+        postgresql_server.drop_now(store.engine.url.database)  # kills our connections too
+        for ticket in (2, 3):  # the broken pooled connection, then a new one that fails
+            lost = await h.post_freshdesk(freshdesk_body(ticket))
+            assert lost.status_code == 503, lost.text
+            assert lost.headers["retry-after"]
+        ready = await h.client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["detail"].startswith("store unreachable")
