@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel
 
@@ -28,19 +30,53 @@ class TimelineEntry(BaseModel):
     detail: dict[str, Any]
 
 
-class EffectView(BaseModel):
+EffectState = Literal["pending", "sent", "retrying", "dead", "skipped"]
+
+
+def iso(epoch: float) -> str:
+    """An epoch time as the API shows it (ISO-8601, UTC)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+class EffectSummary(BaseModel):
     id: int
     key: str
     target: str
     kind: str
-    status: Literal["pending", "sent", "retrying", "dead", "skipped"]
+    source: str
+    ticket_id: str
+    status: EffectState
     attempts: int
     last_response_code: int | None
     last_error: str | None
-    reason: str
     created_at: str
     updated_at: str
     next_attempt_at: str | None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], **extra: Any) -> Self:
+        """From an outbox row (store column names, epoch times)."""
+        open_ = row["status"] in ("pending", "retrying")
+        return cls(
+            id=row["id"],
+            key=row["key"],
+            target=row["target"],
+            kind=row["kind"],
+            source=row["source"],
+            ticket_id=row["ticket_id"],
+            status=row["status"],
+            attempts=row["attempts"],
+            last_response_code=row["last_code"],
+            last_error=row["last_error"],
+            created_at=iso(row["created_at"]),
+            updated_at=iso(row["updated_at"]),
+            next_attempt_at=iso(row["next_attempt_at"]) if open_ else None,
+            **extra,
+        )
+
+
+class EffectView(EffectSummary):
+    reason: str
     payload: dict[str, Any]
     result: dict[str, Any] | None
 

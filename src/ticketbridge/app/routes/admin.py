@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, HTTPException
 
-from ticketbridge.adapters.store.schema import OPEN_STATES
 from ticketbridge.app.deps import AdminDep, ServicesDep
 from ticketbridge.app.schemas import (
     EffectView,
@@ -14,13 +11,10 @@ from ticketbridge.app.schemas import (
     TicketView,
     TimelineEntry,
     TimerView,
+    iso,
 )
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep])
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 @router.get(
@@ -38,35 +32,20 @@ async def get_ticket(source: str, ticket_id: str, services: ServicesDep) -> Tick
         ticket_id=ticket_id,
         state=view["state"],
         timeline=[
-            TimelineEntry(at=_iso(e["at"]), kind=e["kind"], detail=e["detail"])
+            TimelineEntry(at=iso(e["at"]), kind=e["kind"], detail=e["detail"])
             for e in view["timeline"]
         ],
         effects=[
-            EffectView(
-                id=e["id"],
-                key=e["key"],
-                target=e["target"],
-                kind=e["kind"],
-                status=e["status"],
-                attempts=e["attempts"],
-                last_response_code=e["last_code"],
-                last_error=e["last_error"],
-                reason=e["reason"],
-                created_at=_iso(e["created_at"]),
-                updated_at=_iso(e["updated_at"]),
-                next_attempt_at=_iso(e["next_attempt_at"]) if e["status"] in OPEN_STATES else None,
-                payload=e["payload"],
-                result=e["result"],
-            )
+            EffectView.of(e, reason=e["reason"], payload=e["payload"], result=e["result"])
             for e in view["effects"]
         ],
         timers=[
             TimerView(
                 kind=t["kind"],
-                due_at=_iso(t["due_at"]),
+                due_at=iso(t["due_at"]),
                 status=t["status"],
                 rule=t["rule"],
-                fired_at=_iso(t["fired_at"]) if t["fired_at"] is not None else None,
+                fired_at=iso(t["fired_at"]) if t["fired_at"] is not None else None,
                 late_seconds=t["lateness"],
             )
             for t in view["timers"]

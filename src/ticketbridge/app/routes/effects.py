@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from dataclasses import asdict
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -16,31 +16,13 @@ from ticketbridge.adapters.store.effects import (
     list_effects,
     replay_dead,
 )
-from ticketbridge.adapters.store.schema import OPEN_STATES
 from ticketbridge.app.deps import AdminDep, ServicesDep
-from ticketbridge.app.schemas import ErrorBody
+from ticketbridge.app.schemas import EffectState, EffectSummary, ErrorBody
 
 log = structlog.get_logger("ticketbridge.effects")
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep])
 
 _BAD = "A query or path parameter is invalid (named in the message)"
-EffectState = Literal["dead", "retrying", "pending", "sent", "skipped"]
-
-
-class EffectSummary(BaseModel):
-    id: int
-    key: str
-    target: str
-    kind: str
-    source: str
-    ticket_id: str
-    status: EffectState
-    attempts: int
-    last_response_code: int | None
-    last_error: str | None
-    created_at: str
-    updated_at: str
-    next_attempt_at: str | None
 
 
 class EffectList(BaseModel):
@@ -49,26 +31,8 @@ class EffectList(BaseModel):
     next_before_id: int | None
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
 def summary(record: EffectRecord) -> EffectSummary:
-    return EffectSummary(
-        id=record.id,
-        key=record.key,
-        target=record.target,
-        kind=record.kind,
-        source=record.source,
-        ticket_id=record.ticket_id,
-        status=record.status,
-        attempts=record.attempts,
-        last_response_code=record.last_code,
-        last_error=record.last_error,
-        created_at=_iso(record.created_at),
-        updated_at=_iso(record.updated_at),
-        next_attempt_at=_iso(record.next_attempt_at) if record.status in OPEN_STATES else None,
-    )
+    return EffectSummary.of(asdict(record))
 
 
 @router.get(
