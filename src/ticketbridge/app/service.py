@@ -52,6 +52,22 @@ class IngestResult:
     leased: tuple[OutboxRow, ...] = ()
 
 
+def effect_rows(source: str, ticket_id: str, decision: Decision) -> list[dict[str, Any]]:
+    """The outbox rows for a decision's effects."""
+    return [
+        {
+            "key": effect.key,
+            "target": effect.target,
+            "kind": effect.kind,
+            "source": source,
+            "ticket_id": ticket_id,
+            "payload": effect.payload,
+            "reason": effect.reason,
+        }
+        for effect in decision.effects
+    ]
+
+
 def commit_decision(
     uow: UnitOfWork,
     source: str,
@@ -73,18 +89,7 @@ def commit_decision(
         at=at,
     )
     return uow.enqueue(
-        [
-            {
-                "key": effect.key,
-                "target": effect.target,
-                "kind": effect.kind,
-                "source": source,
-                "ticket_id": ticket_id,
-                "payload": effect.payload,
-                "reason": effect.reason,
-            }
-            for effect in decision.effects
-        ],
+        effect_rows(source, ticket_id, decision),
         at=at,
         lease=lease,
     )
@@ -208,18 +213,7 @@ def fire_due_timers(store: Store, *, now: datetime, policies: PolicyBook, limit:
                 (src, tid, c.kind.value, c.due.timestamp() if c.due else None, c.rule)
                 for c in decision.timers
             )
-            effects.extend(
-                {
-                    "key": e.key,
-                    "target": e.target,
-                    "kind": e.kind,
-                    "source": src,
-                    "ticket_id": tid,
-                    "payload": e.payload,
-                    "reason": e.reason,
-                }
-                for e in decision.effects
-            )
+            effects.extend(effect_rows(src, tid, decision))
         uow.mark_timers_fired(fired, at=at)
         uow.save_tickets(
             [(s, t, st.model_dump(mode="json")) for (s, t), st in changed.items()], at=at
