@@ -106,6 +106,13 @@ async def test_no_configured_secret_refuses_everything(harness_factory: Any) -> 
             400,
             "body is not valid JSON",
         ),
+        (
+            b'{"freshdesk_webhook": {"ticket_id": "1", "ticket_priority": "Low", '
+            b'"ticket_status": "Open", "ticket_subject": "\\ud800"}}',
+            "application/json",
+            400,
+            "unpaired surrogate",
+        ),
         (GOOD, "text/plain", 415, "Content-Type must be application/json"),
         (GOOD, "application/x-www-form-urlencoded", 415, "Content-Type must be application/json"),
         (b"[]", "application/json", 422, "freshdesk_webhook: the body must be a JSON object"),
@@ -182,6 +189,7 @@ async def test_no_configured_secret_refuses_everything(harness_factory: Any) -> 
         "nan",
         "deep-nesting",
         "huge-integer",
+        "lone-surrogate",
         "text-plain",
         "form",
         "array",

@@ -30,7 +30,11 @@ def test_migrate_is_idempotent_and_readable(database_url: str) -> None:
         store.close()
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_two_processes_migrating_at_once_both_succeed(database_url: str) -> None:
+    """Replicas starting together, or ``ticketbridge migrate`` during a start: an advisory
+    lock makes the second wait, then find the schema current. (SQLite belongs to one
+    process; two connecting at once to a brand-new file can fail to switch it to WAL.)"""
     stores = [Store(database_url), Store(database_url)]
     errors: list[BaseException] = []
 

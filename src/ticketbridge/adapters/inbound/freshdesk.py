@@ -190,7 +190,13 @@ def unwrap(document: Any) -> dict[str, Any]:
 def dedup_key(inner: dict[str, Any]) -> str:
     """A redelivery of the same webhook gives the same key (Freshdesk sends no event id)."""
     canonical = json.dumps(inner, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    try:
+        encoded = canonical.encode("utf-8")
+    except UnicodeEncodeError as exc:  # "\ud800" alone is valid JSON but not Unicode text
+        raise MalformedPayload(
+            "body is not valid JSON: a string holds an unpaired surrogate"
+        ) from exc
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
