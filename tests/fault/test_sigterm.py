@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.victorops import Fault, FakeVictorOps
+from tests.fakes.victorops import FakeVictorOps, Fault
 from tests.fault.process import TicketbridgeProcess
 
 TICKETS = 60
