@@ -146,7 +146,8 @@ class Metrics:
         PlatformCollector(registry=r)
         GCCollector(registry=r)
         for outcome in WEBHOOK_OUTCOMES:  # present (at 0) from the start, so rate() works
-            self.webhooks.labels("freshdesk", outcome)
+            for source in ("freshdesk", "zendesk", "generic"):
+                self.webhooks.labels(source, outcome)
 
     def watch_store(self, stats: Callable[[], OutboxStats], clock: Clock) -> None:
         """Read the outbox gauges through ``stats`` (a cheap store query) at each scrape."""

@@ -15,6 +15,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ticketbridge.adapters.inbound.signatures import standard_secret
+
 DEFAULT_DATABASE_URL = "sqlite:///ticketbridge.db"
 
 
@@ -37,6 +39,35 @@ class FreshdeskSettings(BaseModel):
     )
 
     _split = field_validator("webhook_secrets", mode="before")(_split_commas)
+
+
+class ZendeskSettings(BaseModel):
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted webhook signing secrets, comma-separated; several for rotation.",
+    )
+
+    _split = field_validator("webhook_secrets", mode="before")(_split_commas)
+
+
+class GenericSettings(BaseModel):
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Standard Webhooks secrets (whsec_<base64>), comma-separated.",
+    )
+
+    _split = field_validator("webhook_secrets", mode="before")(_split_commas)
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _base64(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            try:
+                standard_secret(secret.get_secret_value())
+            except ValueError:
+                # The message never repeats the secret.
+                raise ValueError("each secret must be whsec_<base64> (or base64)") from None
+        return value
 
 
 class VictorOpsSettings(BaseModel):
@@ -96,6 +127,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     freshdesk: FreshdeskSettings = Field(default_factory=FreshdeskSettings)
+    zendesk: ZendeskSettings = Field(default_factory=ZendeskSettings)
+    generic: GenericSettings = Field(default_factory=GenericSettings)
     victorops: VictorOpsSettings = Field(default_factory=VictorOpsSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

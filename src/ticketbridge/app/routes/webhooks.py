@@ -7,14 +7,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from ticketbridge.adapters.inbound import freshdesk
+from ticketbridge.adapters.inbound import freshdesk, generic, signatures, zendesk
 from ticketbridge.adapters.inbound.auth import check_shared_secret
 from ticketbridge.adapters.inbound.errors import InboundError
 from ticketbridge.adapters.store.sql import StoreUnavailable
+from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.deps import ServicesDep
 from ticketbridge.app.metrics import metrics_of
 from ticketbridge.app.schemas import ErrorBody, WebhookAccepted
 from ticketbridge.app.service import ingest_in
+from ticketbridge.rules.model import TicketEvent
 
 router = APIRouter(tags=["webhooks"])
 log = structlog.get_logger("ticketbridge.webhooks")
@@ -28,8 +30,9 @@ class UnsupportedMediaType(InboundError):
     status = 415
 
 
-def error_response(exc: InboundError) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Basic realm="ticketbridge"'} if exc.status == 401 else None
+def error_response(exc: InboundError, *, basic: bool = True) -> JSONResponse:
+    challenge = basic and exc.status == 401
+    headers = {"WWW-Authenticate": 'Basic realm="ticketbridge"'} if challenge else None
     return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
 
 
@@ -58,6 +61,16 @@ def require_json(request: Request) -> None:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType("Content-Type must be application/json")
+
+
+def _header(name: str, description: str, required: bool = True) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
 
 
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -95,9 +108,106 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
         raw = await read_capped_body(request, services.settings.max_body_bytes)
         event, dedup_key = freshdesk.parse_webhook(raw)
     except InboundError as exc:
-        log.info("webhook.refused", source="freshdesk", status=exc.status, reason=exc.message)
-        metrics_of(request.app).webhook("freshdesk", str(exc.status))
-        return error_response(exc)
+        return refuse(request, "freshdesk", exc)
+    return await ingest_and_answer(request, services, "freshdesk", event, dedup_key)
+
+
+@router.post(
+    "/webhooks/zendesk",
+    status_code=202,
+    response_model=WebhookAccepted,
+    responses={200: {"model": WebhookAccepted, "description": "Duplicate delivery"}, **_ERRORS},
+    summary="Receive a Zendesk trigger webhook (signed)",
+    openapi_extra={
+        "parameters": [
+            _header("X-Zendesk-Webhook-Signature", "base64(HMAC-SHA256(secret, timestamp + body))"),
+            _header("X-Zendesk-Webhook-Signature-Timestamp", "ISO-8601, within 300 s of now"),
+            _header("X-Zendesk-Webhook-Invocation-Id", "per invocation: the dedup key", False),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
+)
+async def zendesk_webhook(request: Request, services: ServicesDep) -> JSONResponse:
+    """The signature is checked on the raw bytes before anything parses them."""
+    secrets = [s.get_secret_value().encode() for s in services.settings.zendesk.webhook_secrets]
+    headers = request.headers
+    try:
+        raw = await read_capped_body(request, services.settings.max_body_bytes)
+        signatures.verify_zendesk(
+            body=raw,
+            signature=headers.get("x-zendesk-webhook-signature"),
+            timestamp=headers.get("x-zendesk-webhook-signature-timestamp"),
+            secrets=secrets,
+            now=services.clock.now(),
+        )
+        require_json(request)
+        event, dedup_key = zendesk.parse_webhook(
+            raw, headers.get("x-zendesk-webhook-invocation-id")
+        )
+    except InboundError as exc:
+        return refuse(request, "zendesk", exc)
+    return await ingest_and_answer(request, services, "zendesk", event, dedup_key)
+
+
+@router.post(
+    "/webhooks/generic",
+    status_code=202,
+    response_model=WebhookAccepted,
+    responses={200: {"model": WebhookAccepted, "description": "Duplicate delivery"}, **_ERRORS},
+    summary="Receive a canonical ticket event signed with Standard Webhooks",
+    openapi_extra={
+        "parameters": [
+            _header("webhook-id", "unique per message, kept across retries: the dedup key"),
+            _header("webhook-timestamp", "unix seconds, within 300 s of now"),
+            _header("webhook-signature", "space-separated v1,<base64> entries"),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
+)
+async def generic_webhook(request: Request, services: ServicesDep) -> JSONResponse:
+    """The signature is checked on the raw bytes before anything parses them."""
+    keys = [
+        signatures.standard_secret(s.get_secret_value())
+        for s in services.settings.generic.webhook_secrets
+    ]
+    headers = request.headers
+    try:
+        raw = await read_capped_body(request, services.settings.max_body_bytes)
+        signatures.verify_standard(
+            body=raw,
+            msg_id=headers.get("webhook-id"),
+            timestamp=headers.get("webhook-timestamp"),
+            signature=headers.get("webhook-signature"),
+            keys=keys,
+            now=services.clock.now(),
+        )
+        require_json(request)
+        event, dedup_key = generic.parse_webhook(raw, headers.get("webhook-id"))
+    except InboundError as exc:
+        return refuse(request, "generic", exc)
+    return await ingest_and_answer(request, services, "generic", event, dedup_key)
+
+
+def refuse(request: Request, route: str, exc: InboundError) -> JSONResponse:
+    log.info("webhook.refused", source=route, status=exc.status, reason=exc.message)
+    metrics_of(request.app).webhook(route, str(exc.status))
+    return error_response(exc, basic=route == "freshdesk")
+
+
+async def ingest_and_answer(
+    request: Request, services: Services, route: str, event: TicketEvent, dedup_key: str
+) -> JSONResponse:
+    """Commit the event (group commit), start its effects and timers, then answer.
+
+    ``route`` labels metrics and logs (``generic`` for every generic sender, so the label set
+    stays bounded); the event's own source is logged beside it.
+    """
     now = services.clock.now()
     dispatcher = request.app.state.dispatcher
     lease = dispatcher.lease(now.timestamp()) if services.fast_path else None
@@ -113,14 +223,14 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
             )
         )
     except StoreUnavailable as exc:
-        log.error("webhook.store_unavailable", source="freshdesk", error=str(exc))
-        metrics_of(request.app).webhook("freshdesk", "503")
+        log.error("webhook.store_unavailable", source=route, error=str(exc))
+        metrics_of(request.app).webhook(route, "503")
         return JSONResponse(
             {"error": "store unavailable, retry later"},
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    metrics_of(request.app).webhook("freshdesk", result.outcome)
+    metrics_of(request.app).webhook(route, result.outcome)
     if result.leased:
         dispatcher.deliver_now(result.leased)
     if result.effects > len(result.leased):
@@ -129,7 +239,8 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
         request.app.state.scheduler.wake_if_earlier(result.earliest_timer)
     log.info(
         "webhook.received",
-        source="freshdesk",
+        source=route,
+        ticket_source=event.source,
         ticket=event.ticket_id,
         kind=event.kind.value,
         outcome=result.outcome,
