@@ -191,3 +191,21 @@ async def test_custom_status_labels_are_kept(harness_factory: Any, vo: respx.Moc
         view = await h.ticket(31)
     assert view["state"]["status_label"] == "Waiting on Customer"
     assert view["state"]["status"] == "open"
+
+
+async def test_the_same_webhook_five_times_at_once_is_stored_and_paged_once(
+    harness_factory: Any, vo: respx.MockRouter
+) -> None:
+    import asyncio
+
+    body = freshdesk_body(13, priority="Urgent")
+    async with harness_factory() as h:
+        answers = await asyncio.gather(*(h.post_freshdesk(body) for _ in range(5)))
+        await h.dispatcher.drain()
+        view = await h.ticket(13)
+    outcomes = sorted(a.json()["outcome"] for a in answers)
+    assert outcomes == ["accepted"] + ["duplicate"] * 4
+    assert all(a.status_code in (200, 202) for a in answers)
+    assert h.services.store.count("inbox") == 1
+    assert len(view["effects"]) == 1
+    assert vo.calls.call_count == 1
