@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from ticketbridge.adapters.inbound import fields
 from ticketbridge.adapters.inbound.errors import MalformedPayload, MissingField
 from ticketbridge.rules.effects import NOTE_MARKER
 from ticketbridge.rules.model import EventKind, Priority, Status, TicketEvent
@@ -150,31 +151,11 @@ def load_json(raw: bytes) -> Any:
 
 
 def _text(obj: dict[str, Any], name: str, *, required: bool) -> str:
-    field = f"{WRAPPER}.{name}"
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise MissingField(field, "is required")
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MissingField(field, "must be a string")
-    text = str(value).strip()
-    if len(text) > MAX_FIELD:
-        raise MissingField(field, "is too long")
-    if required and not text:
-        raise MissingField(field, "must not be empty")
-    return text
+    return fields.text(obj, name, prefix=WRAPPER, required=required)
 
 
 def _timestamp(obj: dict[str, Any], name: str) -> datetime | None:
-    text = _text(obj, name, required=False)
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise MissingField(f"{WRAPPER}.{name}", "must be an ISO-8601 timestamp") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return fields.timestamp(obj, name, prefix=WRAPPER)
 
 
 def unwrap(document: Any) -> dict[str, Any]:
