@@ -39,7 +39,6 @@ STATUS_LABELS = {
     "4": Status.RESOLVED,
     "5": Status.CLOSED,
 }
-MAX_FIELD = 65536
 # Set per automation rule ("ticketbridge_event": "agent_reply" on the rule for agent replies...):
 # Freshdesk's triggered_event does not say who replied.
 RULE_EVENTS = {
