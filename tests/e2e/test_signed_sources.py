@@ -221,3 +221,44 @@ async def test_generic_signed_but_bad_body_is_4xx(
         assert response.status_code == status
         assert message in response.json()["error"]
         assert rows(h) == (0, 0, 0, 0)
+
+
+async def test_no_signing_secret_appears_in_logs_or_answers(
+    harness_factory: Any, clock: FakeClock, vo: respx.MockRouter
+) -> None:
+    from structlog.testing import capture_logs
+
+    raw_zd = json.dumps(zendesk_body(21)).encode()
+    raw_wh = json.dumps(generic_body("T-21")).encode()
+    outputs: list[str] = []
+    with capture_logs() as logs:
+        async with harness_factory(**SIGNED) as h:
+            for headers in (
+                zendesk_headers(raw_zd, clock),
+                zendesk_headers(raw_zd, clock, secret="x"),
+            ):
+                outputs.append(
+                    (await h.client.post("/webhooks/zendesk", content=raw_zd, headers=headers)).text
+                )
+            for headers in (
+                standard_headers(raw_wh, clock, "msg_21"),
+                standard_headers(
+                    raw_wh, clock, "msg_22", secret="whsec_" + base64.b64encode(b"x").decode()
+                ),
+            ):
+                outputs.append(
+                    (await h.client.post("/webhooks/generic", content=raw_wh, headers=headers)).text
+                )
+            await h.dispatcher.drain()
+            outputs.append(json.dumps(await h.ticket(21, source="zendesk")))
+            outputs.append(repr(h.services.settings))
+    assert [json.loads(o).get("error") for o in outputs[:4]] == [
+        None,
+        "unauthorized",
+        None,
+        "unauthorized",
+    ]
+    blob = "\n".join(outputs + [json.dumps(entry, default=str) for entry in logs])
+    raw_generic = base64.b64decode(WH_SECRET.removeprefix("whsec_"))
+    for secret in (ZD_SECRET, WH_SECRET, raw_generic.decode()):
+        assert secret not in blob
