@@ -23,6 +23,7 @@ from ticketbridge.app.middleware import RequestContext
 from ticketbridge.app.routes import admin, effects, health, metrics, webhooks
 from ticketbridge.app.scheduler import Scheduler
 from ticketbridge.app.settings import Settings, load_settings
+from ticketbridge.app.wakeups import PgWakeups
 
 log = structlog.get_logger("ticketbridge")
 
@@ -130,9 +131,22 @@ def create_app(
             if start_workers
             else []
         )
+        wakeups = None
+        conninfo = svc.store.listen_conninfo()
+        if start_workers and conninfo is not None:
+
+            def wake_workers() -> None:
+                dispatcher.wake()
+                scheduler.wake()
+
+            wakeups = PgWakeups(conninfo, wake_workers, asyncio.get_running_loop())
+            wakeups.start()
+        app.state.wakeups = wakeups
         try:
             yield
         finally:
+            if wakeups is not None:
+                await asyncio.to_thread(wakeups.stop)
             if tasks:
                 scheduler.stop()
                 await dispatcher.stop()

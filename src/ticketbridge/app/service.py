@@ -138,6 +138,8 @@ def ingest_in(
         return IngestResult("stale", 0)
     inserted = commit_decision(uow, src, tid, decision, at=at, lease=lease)
     armed = [c.due.timestamp() for c in decision.timers if c.due is not None]
+    if armed or len(inserted) > sum(row.lease_token == 1 for row in inserted):
+        uow.announce()  # work another replica may take: wake them all at commit
     return IngestResult(
         "accepted",
         len(inserted),
@@ -221,5 +223,7 @@ def fire_due_timers(store: Store, *, now: datetime, policies: PolicyBook, limit:
         uow.set_timers_many(timer_changes, at=at)
         uow.add_timeline_many(timeline_rows)
         created = uow.enqueue_many(effects, at=at)
+        if created:
+            uow.announce()
     latenesses = tuple(late for _, late in fired)
     return TimerRun(len(fired), created, max(latenesses), latenesses, tuple(breaches))

@@ -44,6 +44,9 @@ PG_CONCURRENCY = 16
 PG_MIGRATION_LOCK = 0x7469636B  # "tick"
 
 
+CHANNEL = "ticketbridge"
+
+
 class StoreUnavailable(Exception):
     """The database cannot be reached or refused the transaction."""
 
@@ -220,6 +223,9 @@ class _Statements:
                 result=sa.func.coalesce(b("result", type_=sa.JSON), outbox.c.result),
             )
         )
+        # PostgreSQL delivers a NOTIFY at commit (and once per transaction): every replica
+        # listening wakes its workers instead of waiting for a poll.
+        self.announce = sa.text(f"SELECT pg_notify('{CHANNEL}', '')") if pg else None
         self.save_policy = insert(policies).on_conflict_do_nothing(index_elements=["fingerprint"])
         self.load_policy = sa.select(policies.c.document).where(
             policies.c.fingerprint == b("b_fingerprint")
@@ -233,6 +239,11 @@ class UnitOfWork:
         self.conn = conn
         self._pg = conn.dialect.name == "postgresql"
         self._sql = _statements(conn.dialect.name)
+
+    def announce(self) -> None:
+        """Tell every listening replica, at commit, that there is new work (PostgreSQL)."""
+        if self._sql.announce is not None:
+            self.conn.execute(self._sql.announce)
 
     def add_inbox(
         self,
@@ -557,6 +568,13 @@ class Store:
         @sa.event.listens_for(self.engine, "begin")
         def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def listen_conninfo(self) -> str | None:
+        """A libpq connection string for LISTEN (PostgreSQL only; None on SQLite)."""
+        if self.is_sqlite:
+            return None
+        url = sa.make_url(self.url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
     def close(self) -> None:
         self.engine.dispose()
