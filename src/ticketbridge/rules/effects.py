@@ -21,58 +21,65 @@ def _title(state: TicketState) -> str:
     return f"[{state.priority.label}] {name} #{state.ticket_id}: {state.subject}".strip()
 
 
-def page(state: TicketState, reason: str, now: datetime) -> Effect:
-    """CRITICAL on the ticket's entity_id: opens (or folds into) its VictorOps incident."""
+def _alert(
+    state: TicketState,
+    *,
+    kind: str,
+    generation: object,
+    message_type: str,
+    message: str,
+    reason: str,
+    now: datetime | None = None,
+) -> Effect:
+    """A VictorOps REST alert on the ticket's entity_id."""
+    payload: dict[str, object] = {
+        "message_type": message_type,
+        "entity_id": state.entity_id,
+        "entity_display_name": _title(state),
+        "state_message": f"{message} {state.url}".strip(),
+        "ticket_url": state.url,
+    }
+    if now is not None:
+        payload["state_start_time"] = int(now.timestamp())
     return Effect(
         target=VICTOROPS,
-        kind="page",
-        key=_key(VICTOROPS, state, "page", state.page_generation),
+        kind=kind,
+        key=_key(VICTOROPS, state, kind, generation),
         reason=reason,
-        payload={
-            "message_type": "CRITICAL",
-            "entity_id": state.entity_id,
-            "entity_display_name": _title(state),
-            "state_message": (
-                f"Priority {state.priority.label}, status {state.status_label}. {state.url}"
-            ).strip(),
-            "ticket_url": state.url,
-            "state_start_time": int(now.timestamp()),
-        },
+        payload=payload,
+    )
+
+
+def page(state: TicketState, reason: str, now: datetime) -> Effect:
+    """CRITICAL on the ticket's entity_id: opens (or folds into) its VictorOps incident."""
+    return _alert(
+        state,
+        kind="page",
+        generation=state.page_generation,
+        message_type="CRITICAL",
+        message=f"Priority {state.priority.label}, status {state.status_label}.",
+        reason=reason,
+        now=now,
     )
 
 
 def recover(state: TicketState, reason: str, now: datetime) -> Effect:
     """RECOVERY on the same entity_id: resolves the incident of page ``generation``."""
-    return Effect(
-        target=VICTOROPS,
+    return _alert(
+        state,
         kind="recover",
-        key=_key(VICTOROPS, state, "recover", state.page_generation),
+        generation=state.page_generation,
+        message_type="RECOVERY",
+        message=f"{reason}.",
         reason=reason,
-        payload={
-            "message_type": "RECOVERY",
-            "entity_id": state.entity_id,
-            "entity_display_name": _title(state),
-            "state_message": f"{reason}. {state.url}".strip(),
-            "ticket_url": state.url,
-            "state_start_time": int(now.timestamp()),
-        },
+        now=now,
     )
 
 
 def victorops_info(state: TicketState, name: str, text: str, reason: str) -> Effect:
     """INFO on the incident's entity_id: a timeline entry, never a new page."""
-    return Effect(
-        target=VICTOROPS,
-        kind="info",
-        key=_key(VICTOROPS, state, "info", name),
-        reason=reason,
-        payload={
-            "message_type": "INFO",
-            "entity_id": state.entity_id,
-            "entity_display_name": _title(state),
-            "state_message": f"{text} {state.url}".strip(),
-            "ticket_url": state.url,
-        },
+    return _alert(
+        state, kind="info", generation=name, message_type="INFO", message=text, reason=reason
     )
 
 
