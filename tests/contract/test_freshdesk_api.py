@@ -6,8 +6,6 @@ import asyncio
 import base64
 import json
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import httpx
 import pytest
 import respx
 
+from tests.contract.loop import loop_clock_advanced, settle
 from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi, HelpdeskTicket
@@ -49,24 +48,6 @@ def make_api(client: httpx.AsyncClient, **kwargs: Any) -> FreshdeskApi:
 def assert_authenticated(request: httpx.Request) -> None:
     assert request.headers["authorization"] == BASIC
     assert request.headers["accept"] == "application/json"
-
-
-async def settle() -> None:
-    """Let every ready task run (a yield to the event loop; no wall-clock wait)."""
-    for _ in range(50):
-        await asyncio.sleep(0)
-
-
-@contextmanager
-def loop_clock_advanced(seconds: float) -> Iterator[None]:
-    """Move the running loop's clock (what aiolimiter and call_at read) forward, instantly."""
-    loop = asyncio.get_running_loop()
-    real_time = loop.time
-    loop.time = lambda: real_time() + seconds  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del loop.time
 
 
 # --- the exact requests -------------------------------------------------------------------

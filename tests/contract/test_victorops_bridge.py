@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import httpx
 import pytest
 import respx
 
+from tests.contract.loop import loop_clock_advanced, settle
 from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.victorops_bridge import (
@@ -67,24 +66,6 @@ def incident_bridge(client: httpx.AsyncClient, **kwargs: Any) -> VictorOpsIncide
     }
     values.update(kwargs)
     return VictorOpsIncidentBridge(**values)
-
-
-async def settle() -> None:
-    """Let every ready task run (a yield to the event loop; no wall-clock wait)."""
-    for _ in range(50):
-        await asyncio.sleep(0)
-
-
-@contextmanager
-def loop_clock_advanced(seconds: float) -> Iterator[None]:
-    """Move the running loop's clock (what aiolimiter and call_at read) forward, instantly."""
-    loop = asyncio.get_running_loop()
-    real_time = loop.time
-    loop.time = lambda: real_time() + seconds  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del loop.time
 
 
 # --- public-API incident: the exact request ------------------------------------------------
