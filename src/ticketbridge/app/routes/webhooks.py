@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -86,19 +88,33 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.post(
-    "/webhooks/freshdesk",
-    status_code=202,
-    response_model=WebhookAccepted,
-    responses={200: {"model": WebhookAccepted, "description": "Duplicate delivery"}, **_ERRORS},
-    summary="Receive a Freshdesk automation-rule webhook",
-    openapi_extra={
+Handler = Callable[[Request, ServicesDep], Awaitable[JSONResponse]]
+
+
+def _webhook_route(
+    path: str, summary: str, *headers: dict[str, object]
+) -> Callable[[Handler], Handler]:
+    """``router.post`` for a webhook: 202, 200 for a duplicate, the 4xx/503 answers, a JSON
+    body and the signature ``headers`` it needs."""
+    extra: dict[str, object] = {
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"type": "object"}}},
         }
-    },
-)
+    }
+    if headers:
+        extra["parameters"] = list(headers)
+    return router.post(
+        path,
+        status_code=202,
+        response_model=WebhookAccepted,
+        responses={200: {"model": WebhookAccepted, "description": "Duplicate delivery"}, **_ERRORS},
+        summary=summary,
+        openapi_extra=extra,
+    )
+
+
+@_webhook_route("/webhooks/freshdesk", "Receive a Freshdesk automation-rule webhook")
 async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResponse:
     """Answers 202 only after the event, the ticket's new state and its effects are committed."""
     secrets = [s.get_secret_value().encode() for s in services.settings.freshdesk.webhook_secrets]
@@ -112,23 +128,12 @@ async def freshdesk_webhook(request: Request, services: ServicesDep) -> JSONResp
     return await ingest_and_answer(request, services, "freshdesk", event, dedup_key)
 
 
-@router.post(
+@_webhook_route(
     "/webhooks/zendesk",
-    status_code=202,
-    response_model=WebhookAccepted,
-    responses={200: {"model": WebhookAccepted, "description": "Duplicate delivery"}, **_ERRORS},
-    summary="Receive a Zendesk trigger webhook (signed)",
-    openapi_extra={
-        "parameters": [
-            _header("X-Zendesk-Webhook-Signature", "base64(HMAC-SHA256(secret, timestamp + body))"),
-            _header("X-Zendesk-Webhook-Signature-Timestamp", "ISO-8601, within 300 s of now"),
-            _header("X-Zendesk-Webhook-Invocation-Id", "per invocation: the dedup key", False),
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        },
-    },
+    "Receive a Zendesk trigger webhook (signed)",
+    _header("X-Zendesk-Webhook-Signature", "base64(HMAC-SHA256(secret, timestamp + body))"),
+    _header("X-Zendesk-Webhook-Signature-Timestamp", "ISO-8601, within 300 s of now"),
+    _header("X-Zendesk-Webhook-Invocation-Id", "per invocation: the dedup key", False),
 )
 async def zendesk_webhook(request: Request, services: ServicesDep) -> JSONResponse:
     """The signature is checked on the raw bytes before anything parses them."""
@@ -152,23 +157,12 @@ async def zendesk_webhook(request: Request, services: ServicesDep) -> JSONRespon
     return await ingest_and_answer(request, services, "zendesk", event, dedup_key)
 
 
-@router.post(
+@_webhook_route(
     "/webhooks/generic",
-    status_code=202,
-    response_model=WebhookAccepted,
-    responses={200: {"model": WebhookAccepted, "description": "Duplicate delivery"}, **_ERRORS},
-    summary="Receive a canonical ticket event signed with Standard Webhooks",
-    openapi_extra={
-        "parameters": [
-            _header("webhook-id", "unique per message, kept across retries: the dedup key"),
-            _header("webhook-timestamp", "unix seconds, within 300 s of now"),
-            _header("webhook-signature", "space-separated v1,<base64> entries"),
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        },
-    },
+    "Receive a canonical ticket event signed with Standard Webhooks",
+    _header("webhook-id", "unique per message, kept across retries: the dedup key"),
+    _header("webhook-timestamp", "unix seconds, within 300 s of now"),
+    _header("webhook-signature", "space-separated v1,<base64> entries"),
 )
 async def generic_webhook(request: Request, services: ServicesDep) -> JSONResponse:
     """The signature is checked on the raw bytes before anything parses them."""
