@@ -180,7 +180,7 @@ async def test_a_recovery_behind_an_open_page_is_not_fast_pathed(
         async with harness_factory(fast_path=True) as h:
             resolved = freshdesk_body(71, status="Resolved", triggered="{status:{from:2,to:4}}")
             response = await h.post_freshdesk(resolved)
-            assert response.json()["effects"] == 1
+            assert response.json()["effects"] == 2  # the RECOVERY and the write-up issue
             assert route.call_count == 1  # the RECOVERY waits behind the page
             clock.advance(60)
             await h.dispatcher.drain()

@@ -9,12 +9,18 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 
-from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi, HelpdeskTicket
+from ticketbridge.adapters.outbound.base import HelpdeskTicket
+from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi
+from ticketbridge.adapters.outbound.github import GitHubIssues
+from ticketbridge.adapters.outbound.status_page import StatusPageSender
+from ticketbridge.adapters.outbound.statuspage import AtlassianStatuspage
 from ticketbridge.adapters.outbound.victorops import VictorOpsRest
 from ticketbridge.adapters.outbound.victorops_bridge import (
     VictorOpsIncidentBridge,
     VictorOpsRoutingKeyBridge,
 )
+from ticketbridge.adapters.outbound.zendesk import STATUS_NAMES as ZENDESK_STATUS_NAMES
+from ticketbridge.adapters.outbound.zendesk import ZendeskApi
 from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.clock import Clock, SystemClock
 from ticketbridge.app.dispatcher import Sender
@@ -26,7 +32,10 @@ from ticketbridge.app.writer import GroupCommit
 from ticketbridge.rules import EventKind, Policy, TicketEvent
 
 T = TypeVar("T")
-STATUS_LABELS = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
+STATUS_LABELS = {
+    "freshdesk": {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"},
+    "zendesk": ZENDESK_STATUS_NAMES,
+}
 
 
 @dataclass
@@ -65,7 +74,9 @@ class Services:
             kind=EventKind.UPDATED,
             priority=ticket.priority,
             status=ticket.status,
-            status_label=STATUS_LABELS.get(ticket.status_code, f"Status {ticket.status_code}"),
+            status_label=STATUS_LABELS.get(source, {}).get(
+                ticket.status_code, f"Status {ticket.status_code}"
+            ),
             change={"reread": "helpdesk API"},
         )
         stamp = ticket.updated_at.isoformat() if ticket.updated_at else "-"
@@ -111,6 +122,36 @@ def build_senders(settings: Settings, http: httpx.AsyncClient) -> dict[str, Send
     freshdesk = build_freshdesk(settings, http)
     if freshdesk is not None:
         senders["freshdesk"] = freshdesk
+    zd = settings.zendesk
+    if zd.api_url is not None and zd.api_email is not None and zd.api_token is not None:
+        senders["zendesk"] = ZendeskApi(
+            api_url=zd.api_url,
+            email=zd.api_email,
+            api_token=zd.api_token.get_secret_value(),
+            client=http,
+            calls_per_minute=zd.calls_per_minute,
+        )
+    gh = settings.github
+    if gh.token is not None and gh.repository:
+        senders["github"] = GitHubIssues(
+            api_url=gh.api_url,
+            token=gh.token.get_secret_value(),
+            repository=gh.repository,
+            client=http,
+            creations_per_minute=gh.creations_per_minute,
+        )
+    sp = settings.statuspage
+    if sp.api_key is not None and sp.page_id:
+        senders["statuspage"] = StatusPageSender(
+            AtlassianStatuspage(
+                api_url=sp.api_url,
+                api_key=sp.api_key.get_secret_value(),
+                page_id=sp.page_id,
+                client=http,
+                components=sp.components,
+                requests_per_second=sp.requests_per_second,
+            )
+        )
     return senders
 
 
@@ -128,7 +169,11 @@ def build_freshdesk(settings: Settings, http: httpx.AsyncClient) -> FreshdeskApi
 
 def build_readers(settings: Settings, senders: dict[str, Sender]) -> dict[str, TicketReader]:
     """Helpdesk APIs to re-read tickets from before effects that matter."""
+    readers: dict[str, TicketReader] = {}
     freshdesk = senders.get("freshdesk")
     if settings.freshdesk.reread and isinstance(freshdesk, FreshdeskApi):
-        return {"freshdesk": freshdesk}
-    return {}
+        readers["freshdesk"] = freshdesk
+    zendesk = senders.get("zendesk")
+    if settings.zendesk.reread and isinstance(zendesk, ZendeskApi):
+        readers["zendesk"] = zendesk
+    return readers

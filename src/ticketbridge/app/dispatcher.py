@@ -51,6 +51,9 @@ class Verdict:
 
 GO = Verdict()
 MIN_IDLE = 0.05
+# An effect that ``uses`` another's result (a reminder on the write-up issue, an update of the
+# status-page incident) waits this long between looks while that one is still open.
+USES_WAIT = 2.0
 
 
 def follow_ups(row: OutboxRow, info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,7 +97,9 @@ class Dispatcher:
         guard: Guard | None = None,
         write: Callable[[Callable[[UnitOfWork], Any]], Awaitable[Any]] | None = None,
         on_outcome: Callable[[str, str], None] | None = None,
+        on_breach: Callable[[str, str], None] | None = None,
     ) -> None:
+        self._on_breach = on_breach  # (commitment kind, priority) found missed at delivery
         self._guard = guard
         self._on_outcome = on_outcome  # (target, sent|retrying|dead|skipped), once recorded
         self._write = write
@@ -238,27 +243,21 @@ class Dispatcher:
         async with semaphore:
             try:
                 verdict = await self._guard.check(row) if self._guard is not None else GO
-                if verdict.action == "skip":
-                    await self._finish(row, SKIPPED, row.attempts, None, verdict.reason)
-                    log.info("outbox.skipped", effect=row.key, reason=verdict.reason)
+                if verdict.action != "go":
+                    await self._hold(row, verdict)
                     return
-                if verdict.action == "wait":
-                    next_at = self._clock.now().timestamp() + verdict.seconds
-                    await self._finish(
-                        row,
-                        row_status(row),
-                        row.attempts,
-                        None,
-                        verdict.reason,
-                        next_at,
-                        counted=False,  # not an attempt
-                    )
-                    return
-                payload = {k: v for k, v in row.payload.items() if k != "then"}
+                payload = {k: v for k, v in row.payload.items() if k not in ("then", "uses")}
+                if "uses" in row.payload:
+                    refs, not_yet = await self._refs(row.payload["uses"])
+                    if not_yet is not None:
+                        await self._hold(row, not_yet)
+                        return
+                    payload["refs"] = refs
                 sent = await sender.send(payload, effect_key=row.key)
             except AdapterError as exc:
                 await self._failed(row, attempt, exc)
                 return
+        acted = not sent.info.get("skipped")  # e.g. no reminder on a closed issue
         await self._finish(
             row,
             SENT,
@@ -266,9 +265,39 @@ class Dispatcher:
             sent.code,
             None,
             result=sent.info or None,
-            then=follow_ups(row, sent.info),
+            then=follow_ups(row, sent.info) if acted else None,
         )
+        if acted and row.kind == "write_up_reminder" and self._on_breach is not None:
+            self._on_breach("write_up", str(row.payload.get("priority", "")))
         log.info("outbox.sent", effect=row.key, target=row.target, attempt=attempt, code=sent.code)
+
+    async def _hold(self, row: OutboxRow, verdict: Verdict) -> None:
+        """Skip the effect, or put it back for ``verdict.seconds`` without counting an attempt."""
+        if verdict.action == "skip":
+            await self._finish(row, SKIPPED, row.attempts, None, verdict.reason)
+            log.info("outbox.skipped", effect=row.key, reason=verdict.reason)
+            return
+        next_at = self._clock.now().timestamp() + verdict.seconds
+        await self._finish(
+            row, row_status(row), row.attempts, None, verdict.reason, next_at, counted=False
+        )
+
+    async def _refs(self, uses: Any) -> tuple[dict[str, Any], Verdict | None]:
+        """The results of the effects ``uses`` names (``{name: key}``), or why not yet."""
+        if not isinstance(uses, dict) or not all(isinstance(k, str) for k in uses.values()):
+            return {}, Verdict("skip", "malformed 'uses' in the effect")
+        keys = list(uses.values())
+        found = await self._run_db(lambda: self._store.effect_results(keys))
+        refs: dict[str, Any] = {}
+        for name, key in uses.items():
+            status, result = found.get(key, (None, None))
+            if status == SENT:
+                refs[name] = result or {}
+            elif status in (PENDING, RETRYING):
+                return {}, Verdict("wait", f"waiting for {key} to go out", USES_WAIT)
+            else:
+                return {}, Verdict("skip", f"{key} was {status or 'never made'}: nothing to act on")
+        return refs, None
 
     async def _failed(self, row: OutboxRow, attempt: int, exc: AdapterError) -> None:
         if not exc.retryable or attempt >= self._settings.max_attempts:

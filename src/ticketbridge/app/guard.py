@@ -6,8 +6,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
+from ticketbridge.adapters.outbound.base import HelpdeskTicket
 from ticketbridge.adapters.outbound.errors import AdapterError
-from ticketbridge.adapters.outbound.freshdesk import HelpdeskTicket
 from ticketbridge.adapters.store.schema import OPEN_STATES, SENT
 from ticketbridge.adapters.store.sql import OutboxRow, Store
 from ticketbridge.app.dispatcher import GO, Verdict

@@ -48,6 +48,18 @@ def _warn_about_settings(services: Services) -> None:
             effect="VictorOps effects are recorded as skipped",
             fix="set TICKETBRIDGE_VICTOROPS__REST_URL",
         )
+    if s.github.token is None or not s.github.repository:
+        log.info(
+            "config.github_unset",
+            effect="write-up and follow-up issues are recorded as skipped",
+            fix="set TICKETBRIDGE_GITHUB__TOKEN and TICKETBRIDGE_GITHUB__REPOSITORY",
+        )
+    if s.statuspage.api_key is None or not s.statuspage.page_id:
+        log.info(
+            "config.statuspage_unset",
+            effect="status-page incidents are recorded as skipped",
+            fix="set TICKETBRIDGE_STATUSPAGE__API_KEY and TICKETBRIDGE_STATUSPAGE__PAGE_ID",
+        )
     if s.admin_token is None:
         log.warning(
             "config.admin_token_unset",
@@ -104,6 +116,7 @@ def create_app(
             guard=guard,
             write=svc.writer.submit,
             on_outcome=app_metrics.effect,
+            on_breach=app_metrics.breach,
         )
         scheduler = Scheduler(
             store=svc.store,

@@ -165,7 +165,11 @@ class Metrics:
         for late in latenesses:
             self.timer_lateness.observe(late)
         for kind, priority in breaches:
-            self.breaches.labels(kind, priority).inc()
+            self.breach(kind, priority)
+
+    def breach(self, kind: str, priority: str) -> None:
+        """One missed commitment (engagement, customer update, write-up) of ``priority``."""
+        self.breaches.labels(kind, priority).inc()
 
     def http_request(self, scope: Scope, status: int, seconds: float) -> None:
         self.http_duration.labels(

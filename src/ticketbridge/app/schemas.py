@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class ErrorBody(BaseModel):
@@ -97,3 +97,29 @@ class TicketView(BaseModel):
     timeline: list[TimelineEntry]
     effects: list[EffectView]
     timers: list[TimerView]
+
+
+class FollowupRequest(BaseModel):
+    """``POST /v1/tickets/{source}/{id}/followups``: both fields optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    body: str | None = Field(default=None, min_length=1, max_length=20_000)
+
+
+class StatusPageRequest(BaseModel):
+    """``POST /v1/tickets/{source}/{id}/status-page``: the affected components (names from
+    TICKETBRIDGE_STATUSPAGE__COMPONENTS, or Statuspage component ids)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    components: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+
+class AdminAccepted(BaseModel):
+    outcome: Literal["accepted", "duplicate"]
+    ticket_id: str
+    effects: int

@@ -10,7 +10,7 @@ import structlog
 
 from ticketbridge.adapters.store.sql import OutboxRow, Store, UnitOfWork
 from ticketbridge.rules import Decision, Policy, TicketEvent, TicketState, decide
-from ticketbridge.rules.model import TimerKind
+from ticketbridge.rules.model import ADMIN_EVENTS, TimerKind
 from ticketbridge.rules.timers import on_timer
 
 log = structlog.get_logger("ticketbridge.service")
@@ -42,6 +42,10 @@ class PolicyBook:
             policy = Policy.model_validate(document)
             self._known[fingerprint] = policy
         return policy
+
+
+class UnknownTicket(LookupError):
+    """An admin request named a ticket ticketbridge has never seen."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,8 @@ def ingest_in(
     back leased to the caller, to send at once (see ``UnitOfWork.enqueue``)."""
     at = now.timestamp()
     src, tid = event.source, event.ticket_id
+    if event.kind in ADMIN_EVENTS and uow.load_ticket(src, tid) is None:
+        raise UnknownTicket(f"no ticket {src}/{tid}")
     inbox_id = uow.add_inbox(
         source=src,
         dedup_key=dedup_key,

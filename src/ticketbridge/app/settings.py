@@ -46,6 +46,13 @@ class ZendeskSettings(BaseModel):
         default_factory=list,
         description="Accepted webhook signing secrets, comma-separated; several for rotation.",
     )
+    api_url: str | None = Field(default=None, description="e.g. https://acme.zendesk.com")
+    api_email: str | None = Field(default=None, description="The agent the API token belongs to.")
+    api_token: SecretStr | None = None
+    calls_per_minute: int = Field(default=200, ge=1, description="The account's API budget.")
+    reread: bool = Field(
+        default=True, description="Re-read the ticket before a page, bridge, reassign or close."
+    )
 
     _split = field_validator("webhook_secrets", mode="before")(_split_commas)
 
@@ -90,6 +97,29 @@ class VictorOpsSettings(BaseModel):
         return value
 
 
+class GitHubSettings(BaseModel):
+    token: SecretStr | None = Field(
+        default=None, description="A token with Issues read/write on the repository (secret)."
+    )
+    repository: str | None = Field(default=None, description="owner/name of the issue repository.")
+    api_url: str = Field(
+        default="https://api.github.com",
+        description="GitHub Enterprise Server: https://HOST/api/v3.",
+    )
+    creations_per_minute: int = Field(default=75, ge=1, le=80)
+
+
+class StatusPageSettings(BaseModel):
+    api_key: SecretStr | None = Field(default=None, description="Statuspage API key (secret).")
+    page_id: str | None = None
+    api_url: str = "https://api.statuspage.io"
+    components: dict[str, str] = Field(
+        default_factory=dict,
+        description='Component name -> id, as JSON: {"api": "cmp123"}; other names are ids.',
+    )
+    requests_per_second: float = Field(default=1.0, gt=0, le=10)
+
+
 class SchedulerSettings(BaseModel):
     batch_size: int = Field(default=500, ge=1, le=10000)
     poll_seconds: float = Field(default=1.0, gt=0)
@@ -130,6 +160,8 @@ class Settings(BaseSettings):
     zendesk: ZendeskSettings = Field(default_factory=ZendeskSettings)
     generic: GenericSettings = Field(default_factory=GenericSettings)
     victorops: VictorOpsSettings = Field(default_factory=VictorOpsSettings)
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+    statuspage: StatusPageSettings = Field(default_factory=StatusPageSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 

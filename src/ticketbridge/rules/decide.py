@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ticketbridge.rules.aftercare import (
+    components_of,
+    declares_system_wide,
+    followup,
+    new_followups,
+    record,
+    sync_status_page,
+    write_up,
+)
 from ticketbridge.rules.effects import page, recover
 from ticketbridge.rules.model import (
+    ADMIN_EVENTS,
     Decision,
     Effect,
     EventKind,
@@ -49,6 +59,8 @@ def _open(event: TicketEvent, at: datetime, policy: Policy) -> TicketState:
 
 def _apply(state: TicketState, event: TicketEvent, at: datetime, policy: Policy) -> TicketState:
     """The ticket after ``event``: snapshot fields plus the commitments it meets or resets."""
+    if event.kind in ADMIN_EVENTS:
+        return state  # an admin request says nothing about the helpdesk's ticket
     update: dict[str, object] = {
         "domain": event.domain or state.domain,
         "url": event.url or state.url,
@@ -103,8 +115,11 @@ def decide(
                 f"before the last applied event at {state.last_event_at.isoformat()}",
             ),
         )
+    if state is None and event.kind in ADMIN_EVENTS:
+        raise ValueError(f"{event.kind.value} needs a ticket ticketbridge already knows")
     before = state
     current = _apply(state or _open(event, occurred, policy), event, occurred, policy)
+    current = _milestones(before, current, event, occurred)
 
     effects: list[Effect] = []
     notes: list[str] = []
@@ -121,18 +136,25 @@ def decide(
                 f" (was {before.priority.label}, {before.status_label}): pages VictorOps"
             )
         effects.append(page(current, why, occurred))
+        current = record(current, occurred, "Paged VictorOps (CRITICAL)")
     elif not wants_page and current.incident_open:
         if not current.status.is_active:
             why = f"Ticket {current.status_label.lower()} in the helpdesk"
         else:
             why = f"Ticket downgraded to {current.priority.label}"
         effects.append(recover(current, why, occurred))
-        current = current.model_copy(update={"incident_open": False})
+        current = record(
+            current.model_copy(update={"incident_open": False}),
+            occurred,
+            "VictorOps incident resolved (RECOVERY)",
+        )
     if before is not None and before.priority is not current.priority:
         notes.append(
             f"re-triaged {before.priority.label} → {current.priority.label}: timers re-planned "
             f"from the ticket's start {current.opened_at.isoformat()}"
         )
+    current, more = _aftercare(before, current, event, occurred, policy)
+    effects.extend(more)
     old_plan = plan_timers(before, policy) if before is not None else None
     return Decision(
         state=current,
@@ -140,3 +162,79 @@ def decide(
         timers=timer_changes(old_plan, plan_timers(current, policy)),
         notes=tuple(notes),
     )
+
+
+def _milestones(
+    before: TicketState | None, state: TicketState, event: TicketEvent, at: datetime
+) -> TicketState:
+    """Record on the ticket's timeline what ``event`` changed (the write-up lists it)."""
+    if before is None:
+        state = record(state, at, f"Opened as {state.priority.label} ({state.status_label})")
+    else:
+        if before.priority is not state.priority:
+            state = record(
+                state, at, f"Priority changed {before.priority.label} → {state.priority.label}"
+            )
+        if before.status_label != state.status_label:
+            state = record(state, at, f"Status {before.status_label} → {state.status_label}")
+    if (before is None or before.engaged_at is None) and state.engaged_at is not None:
+        how = "first public agent reply" if event.kind is EventKind.AGENT_REPLY else "assigned"
+        state = record(state, at, f"Engaged: {how}")
+    if event.kind is EventKind.AGENT_REPLY:
+        state = record(state, at, "Customer updated (public agent reply)")
+    elif event.kind is EventKind.CUSTOMER_REPLY:
+        state = record(state, at, "Customer replied")
+    return state
+
+
+def _aftercare(
+    before: TicketState | None,
+    state: TicketState,
+    event: TicketEvent,
+    at: datetime,
+    policy: Policy,
+) -> tuple[TicketState, list[Effect]]:
+    """Follow-up issues, system-wide impact and the write-up that ``event`` calls for."""
+    effects: list[Effect] = []
+    tags = event.tags
+    if tags is not None:
+        if new_followups(before, tags, policy):
+            state, effect = followup(state, policy, why=f"ticket tagged {policy.tags.followup!r}")
+            effects.append(effect)
+            state = record(state, at, f"Follow-up issue requested (tag {policy.tags.followup})")
+        state = state.model_copy(update={"tags": tags})
+    if event.kind is EventKind.FOLLOWUP_REQUESTED:
+        title = event.change.get("title")
+        text = event.change.get("body")
+        state, effect = followup(
+            state,
+            policy,
+            why="requested through the admin API",
+            title=title if isinstance(title, str) and title else None,
+            text=text if isinstance(text, str) and text else None,
+        )
+        effects.append(effect)
+        state = record(state, at, "Follow-up issue requested (admin API)")
+    declared = (
+        event.system_wide is True
+        or event.kind is EventKind.SYSTEM_WIDE_DECLARED
+        or (tags is not None and declares_system_wide(tags, policy))
+    )
+    components = (*event.components, *components_of(tags or ()))
+    if declared and not state.system_wide:
+        state = state.model_copy(update={"system_wide": True})
+        named = f" ({', '.join(components)})" if components else ""
+        state = record(state, at, f"Declared system-wide impact{named}")
+    resolved = before is not None and before.status.is_active and not state.status.is_active
+    if resolved:
+        state = state.model_copy(update={"resolved_at": at})
+    state, status_effects = sync_status_page(state, policy, components=components)
+    effects.extend(status_effects)
+    if (
+        resolved
+        and state.write_up_due is None
+        and policy.for_priority(state.priority).write_up is not None
+    ):
+        state, effect = write_up(state, policy, at)
+        effects.append(effect)
+    return state, effects

@@ -12,11 +12,11 @@ BRIDGE = "victorops_bridge"
 NOTE_MARKER = "[ticketbridge]"
 
 
-def _key(target: str, state: TicketState, kind: str, generation: object) -> str:
+def key_of(target: str, state: TicketState, kind: str, generation: object) -> str:
     return f"{target}:{state.source}/{state.ticket_id}:{kind}:{generation}"
 
 
-def _title(state: TicketState) -> str:
+def title_of(state: TicketState) -> str:
     name = state.source.capitalize()
     return f"[{state.priority.label}] {name} #{state.ticket_id}: {state.subject}".strip()
 
@@ -35,7 +35,7 @@ def _alert(
     payload: dict[str, object] = {
         "message_type": message_type,
         "entity_id": state.entity_id,
-        "entity_display_name": _title(state),
+        "entity_display_name": title_of(state),
         "state_message": f"{message} {state.url}".strip(),
         "ticket_url": state.url,
     }
@@ -44,7 +44,7 @@ def _alert(
     return Effect(
         target=VICTOROPS,
         kind=kind,
-        key=_key(VICTOROPS, state, kind, generation),
+        key=key_of(VICTOROPS, state, kind, generation),
         reason=reason,
         payload=payload,
     )
@@ -83,12 +83,13 @@ def victorops_info(state: TicketState, name: str, text: str, reason: str) -> Eff
     )
 
 
-def note(state: TicketState, name: str, text: str, reason: str) -> Effect:
-    """A private note on the ticket, marked so its webhook echo is recognised."""
+def note(state: TicketState, name: str, text: str, reason: str, *, kind: str = "note") -> Effect:
+    """A private note on the ticket, marked so its webhook echo is recognised. ``kind`` other
+    than ``note`` is a note about a resolved ticket (no re-read holds it back)."""
     return Effect(
         target=state.source,
-        kind="note",
-        key=_key(state.source, state, "note", name),
+        kind=kind,
+        key=key_of(state.source, state, "note", name),
         reason=reason,
         payload={
             "action": "note",
@@ -110,10 +111,10 @@ def bridge(state: TicketState, reason: str) -> Effect:
     return Effect(
         target=BRIDGE,
         kind="bridge",
-        key=_key(BRIDGE, state, "bridge", 1),
+        key=key_of(BRIDGE, state, "bridge", 1),
         reason=reason,
         payload={
-            "summary": f"Tier Two bridge: {_title(state)}",
+            "summary": f"Tier Two bridge: {title_of(state)}",
             "details": f"{reason}. Ticket {state.url}".strip(),
             "entity_id": f"{state.entity_id}/bridge",
             "ticket_url": state.url,
@@ -127,7 +128,7 @@ def reassign(state: TicketState, group: str, reason: str) -> Effect:
     return Effect(
         target=state.source,
         kind="reassign",
-        key=_key(state.source, state, "reassign", 1),
+        key=key_of(state.source, state, "reassign", 1),
         reason=reason,
         payload={"action": "reassign", "ticket_id": state.ticket_id, "group": group},
     )
@@ -139,7 +140,7 @@ def close_ticket(state: TicketState, reason: str) -> Effect:
     return Effect(
         target=state.source,
         kind="close",
-        key=_key(state.source, state, "close", since),
+        key=key_of(state.source, state, "close", since),
         reason=reason,
         payload={"action": "close", "ticket_id": state.ticket_id},
     )

@@ -43,6 +43,12 @@ class EventKind(StrEnum):
     AGENT_REPLY = "agent_reply"
     CUSTOMER_REPLY = "customer_reply"
     ASSIGNED = "assigned"
+    # Admin API requests on a known ticket: they change no helpdesk snapshot field.
+    FOLLOWUP_REQUESTED = "followup_requested"
+    SYSTEM_WIDE_DECLARED = "system_wide_declared"
+
+
+ADMIN_EVENTS = frozenset({EventKind.FOLLOWUP_REQUESTED, EventKind.SYSTEM_WIDE_DECLARED})
 
 
 class _Frozen(BaseModel):
@@ -64,8 +70,28 @@ class TicketEvent(_Frozen):
     occurred_at: datetime | None = None
     change: dict[str, Any] = Field(default_factory=dict)
     agent_assigned: bool | None = None
-    tags: tuple[str, ...] = ()
+    # None: the webhook did not report tags (the ticket's known tags stay as they are).
+    tags: tuple[str, ...] | None = None
+    # A custom field declaring system-wide impact (None: not reported), and the affected
+    # components it, or the admin call, names.
+    system_wide: bool | None = None
+    components: tuple[str, ...] = ()
     own_echo: bool = False
+
+
+class Milestone(_Frozen):
+    """One line of the ticket's recorded timeline (what the post-event write-up lists)."""
+
+    at: datetime
+    what: str
+
+
+class StatusPageState(_Frozen):
+    """The ticket's status-page incident as ticketbridge asked for it."""
+
+    stage: str = "investigating"  # investigating | identified | monitoring | resolved
+    components: tuple[str, ...] = ()
+    updates: int = 0
 
 
 class TicketState(_Frozen):
@@ -91,6 +117,15 @@ class TicketState(_Frozen):
     update_reminders: int = 0
     pending_since: datetime | None = None
     auto_close_requested: bool = False
+    tier_two_engaged: bool = False
+    history: tuple[Milestone, ...] = ()
+    tags: tuple[str, ...] = ()
+    followups: int = 0
+    resolved_at: datetime | None = None
+    write_up_due: datetime | None = None
+    write_up_reminded: bool = False
+    system_wide: bool = False
+    status_page: StatusPageState | None = None
 
     @property
     def entity_id(self) -> str:
@@ -117,6 +152,7 @@ class TimerKind(StrEnum):
     ENGAGEMENT = "engagement"
     CUSTOMER_UPDATE = "customer_update"
     AUTO_CLOSE = "auto_close"
+    WRITE_UP = "write_up"
 
 
 class TimerChange(_Frozen):

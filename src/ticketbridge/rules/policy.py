@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.functional_validators import BeforeValidator
+from pydantic.functional_validators import AfterValidator, BeforeValidator
 
 from ticketbridge.rules.durations import format_duration, parse_duration
 from ticketbridge.rules.model import Priority
@@ -113,8 +113,68 @@ class Cadence(_Strict):
     every: Duration
 
 
+PRIORITY_PLACEHOLDER = "{priority}"
+
+
+def _labels(value: tuple[str, ...]) -> tuple[str, ...]:
+    for label in value:
+        rest = label.replace(PRIORITY_PLACEHOLDER, "")
+        if not label.strip() or "{" in rest or "}" in rest or len(label) > 50:
+            raise ValueError(
+                f"label {label!r}: 1 to 50 characters, and {PRIORITY_PLACEHOLDER} is the only "
+                "placeholder"
+            )
+    return value
+
+
+Labels = Annotated[tuple[str, ...], AfterValidator(_labels)]
+
+
 class WriteUp(_Strict):
+    """A post-event write-up is due ``within`` of resolution (a GitHub issue, opened at once)."""
+
     within: Duration
+    labels: Labels = ("post-event", "priority:{priority}")
+
+
+class FollowUps(_Strict):
+    """Follow-up GitHub issues (a ticket tag or the admin API)."""
+
+    labels: Labels = ("follow-up",)
+
+
+Impact = Literal["none", "minor", "major", "critical"]
+ComponentStatus = Literal[
+    "operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance"
+]
+
+
+class StatusPagePolicy(_Strict):
+    """How a system-wide ticket shows on the status page."""
+
+    name: str = Field(default="Service disruption", min_length=1, max_length=200)
+    impact: dict[Priority, Impact] = {
+        Priority.URGENT: "critical",
+        Priority.HIGH: "major",
+        Priority.MEDIUM: "minor",
+        Priority.LOW: "minor",
+    }
+    component_status: dict[Priority, ComponentStatus] = {
+        Priority.URGENT: "major_outage",
+        Priority.HIGH: "partial_outage",
+        Priority.MEDIUM: "degraded_performance",
+        Priority.LOW: "degraded_performance",
+    }
+    # Components affected when neither the ticket nor the admin call names any.
+    components: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _every_priority(self) -> StatusPagePolicy:
+        for name in ("impact", "component_status"):
+            missing = [p.value for p in Priority if p not in getattr(self, name)]
+            if missing:
+                raise ValueError(f"status_page.{name}: missing {', '.join(missing)}")
+        return self
 
 
 class PriorityRules(_Strict):
@@ -152,6 +212,8 @@ class Policy(_Strict):
     pending: Pending
     escalation: Escalation
     tags: Tags = Tags()
+    followups: FollowUps = FollowUps()
+    status_page: StatusPagePolicy = StatusPagePolicy()
     # What counts as initial engagement: the first public agent reply, an agent assignment.
     engagement_by: tuple[Literal["public_reply", "assignment"], ...] = (
         "public_reply",

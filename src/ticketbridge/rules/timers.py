@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ticketbridge.rules.aftercare import record, sync_status_page, write_up_reminder
 from ticketbridge.rules.calendar import calendar_for
 from ticketbridge.rules.durations import format_duration
 from ticketbridge.rules.effects import bridge, close_ticket, note, reassign, victorops_info
@@ -47,6 +48,11 @@ def _describe(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
         TimerKind.AUTO_CLOSE: f"Pending for {format_duration(policy.pending.auto_close_after)} "
         "with no customer reply closes the ticket",
     }
+    if rules.write_up is not None:
+        text[TimerKind.WRITE_UP] = (
+            f"post-event write-up for {label} due within "
+            f"{format_duration(rules.write_up.within)} of resolution"
+        )
     if rules.customer_updates is not None:
         text[TimerKind.CUSTOMER_UPDATE] = (
             f"customer update for {label} every {format_duration(rules.customer_updates.every)}"
@@ -57,10 +63,13 @@ def _describe(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
 def plan_timers(state: TicketState, policy: Policy) -> Plan:
     """Every timer the ticket needs now, with its due time (None: not needed) and rule."""
     plan: Plan = {kind: (None, "") for kind in TimerKind}
+    text = _rules_text(policy, state.priority)
+    if state.write_up_due is not None and not state.write_up_reminded:
+        # Armed at resolution: it outlives the ticket's other commitments.
+        plan[TimerKind.WRITE_UP] = (state.write_up_due, text.get(TimerKind.WRITE_UP, ""))
     if not state.status.is_active:
         return plan
     rules = policy.for_priority(state.priority)
-    text = _rules_text(policy, state.priority)
     if not state.tier_one_done:
         plan[TimerKind.TIER_ONE] = (
             state.opened_at + rules.tier_one.within,
@@ -117,12 +126,14 @@ def on_timer(
     late = (now - planned).total_seconds()
     notes = [f"{kind.value} fired ({rule}); due {planned.isoformat()}, {late:.0f}s late"]
     if kind is TimerKind.TIER_ONE:
-        state = state.model_copy(update={"tier_one_done": True})
+        state = state.model_copy(update={"tier_one_done": True, "tier_two_engaged": True})
         why = f"{rule}; unresolved at {planned.isoformat()}"
         if policy.for_priority(state.priority).tier_one.then == "bridge":
             effects.append(bridge(state, why))
+            state = record(state, now, "Tier-One window expired: VictorOps bridge for Tier Two")
         else:
             group = policy.escalation.reassign_group
+            state = record(state, now, f"Tier-One window expired: handed to {group}")
             effects.append(reassign(state, group, why))
             effects.append(
                 note(
@@ -134,13 +145,21 @@ def on_timer(
                 )
             )
     elif kind is TimerKind.ENGAGEMENT:
-        state = state.model_copy(update={"engagement_breached": True})
+        state = record(
+            state.model_copy(update={"engagement_breached": True}),
+            now,
+            "Initial engagement SLA missed",
+        )
         text = f"Initial engagement SLA missed: {rule}; nobody engaged by {planned:%Y-%m-%d %H:%M}."
         effects.append(note(state, "engagement-breach", text, rule))
         if state.incident_open:
             effects.append(victorops_info(state, "engagement-breach", text, rule))
     elif kind is TimerKind.CUSTOMER_UPDATE:
-        state = state.model_copy(update={"update_reminders": state.update_reminders + 1})
+        state = record(
+            state.model_copy(update={"update_reminders": state.update_reminders + 1}),
+            now,
+            "Customer update overdue",
+        )
         text = (
             f"Customer update overdue: {rule}; the last one was due {planned:%Y-%m-%d %H:%M} UTC."
         )
@@ -149,7 +168,11 @@ def on_timer(
         if state.incident_open:
             effects.append(victorops_info(state, key, text, rule))
     elif kind is TimerKind.AUTO_CLOSE:
-        state = state.model_copy(update={"auto_close_requested": True})
+        state = record(
+            state.model_copy(update={"auto_close_requested": True}),
+            now,
+            "Pending with no customer reply: closed by ticketbridge",
+        )
         effects.append(
             note(
                 state,
@@ -159,6 +182,11 @@ def on_timer(
             )
         )
         effects.append(close_ticket(state, rule))
+    elif kind is TimerKind.WRITE_UP:
+        state = state.model_copy(update={"write_up_reminded": True})
+        effects.append(write_up_reminder(state, rule))
+    state, status_effects = sync_status_page(state, policy)
+    effects.extend(status_effects)
     new_plan = plan_timers(state, policy)
     return Decision(
         state=state,

@@ -9,6 +9,10 @@ from typing import Any
 from ticketbridge.adapters.inbound.errors import MissingField
 
 MAX_FIELD = 65536
+MAX_NAMES = 100
+MAX_NAME = 100
+_TRUE = frozenset({"true", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "no", "n", "0", "off", ""})
 
 
 def text(obj: dict[str, Any], name: str, *, prefix: str, required: bool) -> str:
@@ -45,3 +49,44 @@ def timestamp(obj: dict[str, Any], name: str, *, prefix: str) -> datetime | None
 def delivery_key(kind: str, delivery_id: str) -> str:
     """A dedup key from a sender's per-delivery id (hashed: any length, any bytes fit)."""
     return f"{kind}:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def flag(obj: dict[str, Any], name: str, *, prefix: str) -> bool | None:
+    """An optional yes/no field (a JSON boolean, or true/false/yes/no/1/0 as a helpdesk's
+    checkbox placeholder renders it); None when absent."""
+    if name not in obj:
+        return None
+    value = obj[name]
+    if isinstance(value, bool):
+        return value
+    word = text(obj, name, prefix=prefix, required=False).lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    field = f"{prefix}.{name}" if prefix else name
+    raise MissingField(field, "must be true or false")
+
+
+def names(
+    obj: dict[str, Any], name: str, *, prefix: str, separators: str = ","
+) -> tuple[str, ...] | None:
+    """An optional list of short names: a JSON list of strings, or one string split on
+    ``separators``; None when absent. At most 100 names of up to 100 characters each."""
+    if name not in obj or obj[name] is None:
+        return None
+    field = f"{prefix}.{name}" if prefix else name
+    value = obj[name]
+    if isinstance(value, list):
+        if not all(isinstance(item, str) for item in value):
+            raise MissingField(field, "must be a list of strings")
+        items: list[str] = value
+    else:
+        raw = text(obj, name, prefix=prefix, required=False)
+        for sep in separators[1:]:
+            raw = raw.replace(sep, separators[0])
+        items = raw.split(separators[0]) if separators[0] != " " else raw.split()
+    found = tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
+    if len(found) > MAX_NAMES or any(len(i) > MAX_NAME for i in found):
+        raise MissingField(field, f"at most {MAX_NAMES} names of up to {MAX_NAME} characters")
+    return found

@@ -226,9 +226,7 @@ def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
         kind = RULE_EVENTS[rule_event]
     agent = inner.get("ticket_agent_email")
     assigned = None if agent is None else bool(_text(inner, "ticket_agent_email", required=False))
-    tags = tuple(
-        tag.strip() for tag in _text(inner, "ticket_tags", required=False).split(",") if tag.strip()
-    )
+    tags = fields.names(inner, "ticket_tags", prefix=WRAPPER)
     note_text = _text(inner, "ticket_latest_private_comment", required=False)
 
     event = TicketEvent(
@@ -245,6 +243,8 @@ def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
         change=dict(trigger),
         agent_assigned=assigned,
         tags=tags,
+        system_wide=fields.flag(inner, "ticket_system_wide", prefix=WRAPPER),
+        components=fields.names(inner, "ticket_components", prefix=WRAPPER) or (),
         own_echo=kind is EventKind.NOTE_ADDED and NOTE_MARKER in note_text,
     )
     return event, dedup_key(inner)

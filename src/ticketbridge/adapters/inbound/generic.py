@@ -63,8 +63,8 @@ def parse_webhook(raw: bytes, webhook_id: str | None = None) -> tuple[TicketEven
     assigned = body.get("assigned")
     if assigned is not None and not isinstance(assigned, bool):
         raise MissingField("assigned", "must be true or false")
-    tags = body.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags) or len(tags) > 100:
+    tags = body.get("tags")
+    if tags is not None and not isinstance(tags, list):
         raise MissingField("tags", "must be a list of at most 100 strings")
 
     event = TicketEvent(
@@ -79,7 +79,9 @@ def parse_webhook(raw: bytes, webhook_id: str | None = None) -> tuple[TicketEven
         subject=text("subject")[:500],
         occurred_at=fields.timestamp(body, "updated_at", prefix=""),
         agent_assigned=assigned,
-        tags=tuple(t.strip()[:100] for t in tags if t.strip()),
+        tags=fields.names(body, "tags", prefix=""),
+        system_wide=fields.flag(body, "system_wide", prefix=""),
+        components=fields.names(body, "components", prefix="") or (),
     )
     if webhook_id:
         key = fields.delivery_key("webhook-id", webhook_id)

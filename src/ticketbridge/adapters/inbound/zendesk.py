@@ -128,7 +128,7 @@ def parse_webhook(raw: bytes, invocation_id: str | None = None) -> tuple[TicketE
     assignee = inner.get("ticket_assignee_email")
     assigned = None if assignee is None else bool(text("ticket_assignee_email"))
     # {{ticket.tags}} renders space-separated.
-    tags = tuple(text("ticket_tags").replace(",", " ").split())
+    tags = fields.names(inner, "ticket_tags", prefix=WRAPPER, separators=" ,")
 
     event = TicketEvent(
         source=SOURCE,
@@ -143,6 +143,8 @@ def parse_webhook(raw: bytes, invocation_id: str | None = None) -> tuple[TicketE
         occurred_at=fields.timestamp(inner, "ticket_updated_at", prefix=WRAPPER),
         agent_assigned=assigned,
         tags=tags,
+        system_wide=fields.flag(inner, "ticket_system_wide", prefix=WRAPPER),
+        components=fields.names(inner, "ticket_components", prefix=WRAPPER) or (),
     )
     if invocation_id:
         key = fields.delivery_key("zendesk-invocation", invocation_id)

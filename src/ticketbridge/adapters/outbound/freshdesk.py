@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeGuard
 
 import httpx
 from aiolimiter import AsyncLimiter
 
-from ticketbridge.adapters.outbound.base import Sent
+from ticketbridge.adapters.outbound.base import HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
@@ -27,19 +26,6 @@ PRIORITIES = {1: Priority.LOW, 2: Priority.MEDIUM, 3: Priority.HIGH, 4: Priority
 STATUSES = {2: Status.OPEN, 3: Status.PENDING, 4: Status.RESOLVED, 5: Status.CLOSED}
 _TICKET_ID = re.compile(r"[0-9]{1,20}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-@dataclass(frozen=True)
-class HelpdeskTicket:
-    """A ticket as the Freshdesk API reports it now (custom statuses count as open)."""
-
-    ticket_id: str
-    priority: Priority
-    status: Status
-    status_code: int
-    group_id: int | None
-    responder_id: int | None
-    updated_at: datetime | None
 
 
 class FreshdeskApi:

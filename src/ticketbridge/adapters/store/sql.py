@@ -682,6 +682,23 @@ class Store:
             value = conn.execute(sa.select(outbox.c.status).where(outbox.c.key == key)).scalar()
         return str(value) if value is not None else None
 
+    def ticket_state(self, source: str, ticket_id: str) -> dict[str, Any] | None:
+        """The stored state of one ticket (None if ticketbridge never saw it)."""
+        with self.unit_of_work() as uow:
+            return uow.load_ticket(source, ticket_id)
+
+    def effect_results(self, keys: Sequence[str]) -> dict[str, tuple[str, dict[str, Any] | None]]:
+        """``key -> (status, result)`` for the effects with these keys (absent: none)."""
+        if not keys:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(outbox.c.key, outbox.c.status, outbox.c.result).where(
+                    outbox.c.key.in_(list(keys))
+                )
+            )
+            return {r.key: (str(r.status), r.result) for r in rows}
+
     def next_timer_due(self) -> float | None:
         """When the earliest pending timer comes due (None if there is none)."""
         with self.engine.connect() as conn:
