@@ -175,3 +175,47 @@ def test_integers_are_accepted_where_freshdesk_sends_strings() -> None:
 def test_errors_are_typed(raw: bytes, error: type[InboundError]) -> None:
     with pytest.raises(error):
         parse_webhook(raw)
+
+
+def _fd(**fields: object) -> bytes:
+    inner = {
+        "ticket_id": "11",
+        "ticket_status": "Open",
+        "ticket_priority": "Urgent",
+        "triggered_event": "{ticket_action:created}",
+        **fields,
+    }
+    return json.dumps({"freshdesk_webhook": inner}).encode()
+
+
+def test_tags_absent_means_not_reported_and_present_is_a_clean_list() -> None:
+    event, _ = parse_webhook(_fd())
+    assert event.tags is None  # the rules keep the ticket's known tags
+    event, _ = parse_webhook(_fd(ticket_tags=" system-wide, component:api ,,system-wide"))
+    assert event.tags == ("system-wide", "component:api")
+    event, _ = parse_webhook(_fd(ticket_tags=""))
+    assert event.tags == ()  # reported, and none: every tag was removed
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("Yes", True), ("1", True), ("false", False), ("", False), ("no", False)],
+)
+def test_system_wide_custom_field(value: str, expected: bool) -> None:
+    event, _ = parse_webhook(_fd(ticket_system_wide=value, ticket_components="api, checkout"))
+    assert event.system_wide is expected
+    assert event.components == ("api", "checkout")
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"ticket_system_wide": "maybe"}, "ticket_system_wide"),
+        ({"ticket_tags": ",".join(f"t{i}" for i in range(101))}, "ticket_tags"),
+        ({"ticket_components": "x" * 101}, "ticket_components"),
+    ],
+)
+def test_bad_custom_fields_are_422_naming_the_field(fields: dict[str, str], named: str) -> None:
+    with pytest.raises(MissingField, match=named) as info:
+        parse_webhook(_fd(**fields))
+    assert info.value.status == 422
