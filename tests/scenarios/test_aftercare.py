@@ -153,6 +153,10 @@ async def test_resolution_opens_the_write_up_with_the_timeline_and_reminds_once(
     view = await s.h.ticket(3)
     overdue = [e for e in view["effects"] if e["key"].endswith("note:write-up-overdue")]
     assert [e["status"] for e in overdue] == ["sent"]  # recorded on the ticket too
+    metrics = (await s.h.client.get("/metrics")).text
+    assert (
+        'ticketbridge_commitment_breaches_total{kind="write_up",priority="urgent"} 1.0' in metrics
+    )
     await s.run_until(31 * M + 72 * H)
     assert len(github.comments[1]) == 1  # once
     assert github.creates == 1

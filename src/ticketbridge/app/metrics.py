@@ -130,7 +130,8 @@ class Metrics:
         self.breaches = Counter(
             "ticketbridge_commitment_breaches",
             "Commitments missed (kind engagement: no initial engagement in time; "
-            "customer_update: a customer update overdue), by ticket priority",
+            "customer_update: a customer update overdue; write_up: the post-event write-up still "
+            "open at its deadline), by ticket priority",
             ["kind", "priority"],
             registry=r,
         )
