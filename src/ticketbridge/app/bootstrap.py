@@ -22,7 +22,7 @@ from ticketbridge.adapters.outbound.victorops_bridge import (
 from ticketbridge.adapters.outbound.zendesk import STATUS_NAMES as ZENDESK_STATUS_NAMES
 from ticketbridge.adapters.outbound.zendesk import ZendeskApi
 from ticketbridge.adapters.store.sql import Store
-from ticketbridge.app.clock import Clock, SystemClock
+from ticketbridge.app.clock import Clock, DatabaseClock, SystemClock
 from ticketbridge.app.dispatcher import Sender
 from ticketbridge.app.guard import TicketReader
 from ticketbridge.app.policy import load_policy
@@ -90,9 +90,16 @@ class Services:
 def build_services(settings: Settings, **overrides: Any) -> Services:
     """Services from settings; ``overrides`` replace any part (clock, store, policy...)."""
     store = overrides.pop("store", None) or Store(
-        settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        stall_seconds=settings.stall_seconds,
     )
     policy = overrides.pop("policy", None) or load_policy(settings.policy_file)
+    if "clock" not in overrides:
+        use_database = settings.clock == "database" or (
+            settings.clock == "auto" and not store.is_sqlite
+        )
+        overrides["clock"] = DatabaseClock(store.database_time) if use_database else SystemClock()
     return Services(settings=settings, store=store, policy=policy, **overrides)
 
 

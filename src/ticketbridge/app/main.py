@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import structlog
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import ticketbridge
 from ticketbridge.adapters.store.sql import redact_url
 from ticketbridge.app.bootstrap import Services, build_readers, build_senders, build_services
+from ticketbridge.app.clock import DatabaseClock
 from ticketbridge.app.dispatcher import Dispatcher
 from ticketbridge.app.guard import EffectGuard
 from ticketbridge.app.metrics import Metrics
@@ -68,6 +70,19 @@ def _warn_about_settings(services: Services) -> None:
         )
 
 
+CLOCK_SYNC_SECONDS = 30.0
+
+
+async def _keep_in_sync(clock: DatabaseClock, run_db: Callable[..., Awaitable[Any]]) -> None:
+    """Re-measure the database clock's offset every CLOCK_SYNC_SECONDS (until cancelled)."""
+    while True:
+        await asyncio.sleep(CLOCK_SYNC_SECONDS)
+        try:
+            await run_db(clock.sync)
+        except Exception as exc:  # keep the last offset; the store's own errors show elsewhere
+            log.warning("clock.sync_failed", error=type(exc).__name__)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -88,6 +103,10 @@ def create_app(
                 f"database schema is at {current}, this version needs {head}: "
                 "run `ticketbridge migrate` (or set TICKETBRIDGE_MIGRATE_ON_START=true)"
             )
+        db_clock = svc.clock if isinstance(svc.clock, DatabaseClock) else None
+        if db_clock is not None:
+            offset = await svc.run_db(db_clock.sync)
+            log.info("clock.database", offset_s=round(offset, 4), round_trip_s=db_clock.round_trip)
         await svc.run_db(
             lambda: svc.policies.remember_current(svc.store, at=svc.clock.now().timestamp())
         )
@@ -144,6 +163,8 @@ def create_app(
             if start_workers
             else []
         )
+        if db_clock is not None:
+            tasks.append(asyncio.create_task(_keep_in_sync(db_clock, svc.run_db)))
         wakeups = None
         conninfo = svc.store.listen_conninfo()
         if start_workers and conninfo is not None:

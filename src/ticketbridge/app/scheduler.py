@@ -61,6 +61,8 @@ class Scheduler:
             run: TimerRun = await self._run_db(self._fire_batch)
             if self._on_fired is not None:
                 self._on_fired(run)
+            if run.fired:
+                log.debug("timer.batch_committed", count=run.fired, effects=run.effects)
             fired += run.fired
             effects += run.effects
             late = max(late, run.max_lateness)

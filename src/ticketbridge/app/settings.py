@@ -154,6 +154,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     migrate_on_start: bool = True
+    clock: Literal["auto", "database", "system"] = Field(
+        default="auto",
+        description="Whose clock times due dates and leases: auto is the database's on "
+        "PostgreSQL (one clock for every replica) and this host's on SQLite.",
+    )
+    stall_seconds: float = Field(
+        default=15.0,
+        ge=1,
+        description="PostgreSQL: a replica idle this long inside a transaction loses it.",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     freshdesk: FreshdeskSettings = Field(default_factory=FreshdeskSettings)

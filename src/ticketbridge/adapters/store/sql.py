@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -434,7 +435,8 @@ class UnitOfWork:
             )
 
     def enqueue_many(self, rows: Sequence[dict[str, Any]], *, at: float) -> int:
-        """Insert effects in one statement (a key already present is left); rows inserted."""
+        """Insert effects in one statement (a key already present is left); the rows inserted,
+        or the rows offered where the driver cannot count an executemany (psycopg: -1)."""
         if not rows:
             return 0
         values = [
@@ -451,7 +453,8 @@ class UnitOfWork:
             }
             for row in rows
         ]
-        return int(self.conn.execute(self._sql.enqueue_quietly, values).rowcount)
+        inserted = int(self.conn.execute(self._sql.enqueue_quietly, values).rowcount)
+        return inserted if inserted >= 0 else len(values)
 
     def finish_effect(
         self,
@@ -531,7 +534,9 @@ class UnitOfWork:
 class Store:
     """Schema management, units of work, outbox claims and read models."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "FULL", stall_seconds: float = 15.0
+    ) -> None:
         self.url = normalise_url(url)
         parsed = sa.make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -545,7 +550,16 @@ class Store:
             # Defaults a URL's own query (``?connect_timeout=3``) overrides: an unreachable
             # server fails a call in seconds instead of hanging it, and the connections
             # show up in pg_stat_activity under our name.
-            defaults = {"connect_timeout": 10, "application_name": "ticketbridge"}
+            # A replica that stalls inside a transaction (paused, swapped out, partitioned)
+            # loses it after ``stall_seconds`` idle: the server rolls it back and frees its row
+            # locks (the timers it was firing), so another replica takes over and the stalled
+            # one's late COMMIT fails instead of writing.
+            stall_ms = max(1000, int(stall_seconds * 1000))
+            defaults = {
+                "connect_timeout": 10,
+                "application_name": "ticketbridge",
+                "options": f"-c idle_in_transaction_session_timeout={stall_ms}",
+            }
             options["connect_args"] = {k: v for k, v in defaults.items() if k not in parsed.query}
         self.engine: Engine = sa.create_engine(self.url, **options)
         if self.is_sqlite:
@@ -568,6 +582,17 @@ class Store:
         @sa.event.listens_for(self.engine, "begin")
         def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def database_time(self) -> float:
+        """The database server's clock, as epoch seconds (this host's clock on SQLite, whose
+        database lives on this host)."""
+        if self.is_sqlite:
+            return time.time()
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar()
+        if value is None:  # pragma: no cover - the server always answers a row
+            raise StoreUnavailable("the database did not tell its time")
+        return float(value)
 
     def listen_conninfo(self) -> str | None:
         """A libpq connection string for LISTEN (PostgreSQL only; None on SQLite)."""

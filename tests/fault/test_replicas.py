@@ -1,0 +1,166 @@
+"""RELIABILITY.md item 14: two replicas on one PostgreSQL, 5,000 timers due in the same second,
+one replica killed mid-flight → "fired twice 0, lost 0".
+
+5,000 Medium tickets are opened (in-process, through the service's own ``ingest``) so that
+their Tier-One deadlines all fall in one second a few seconds ahead. Two real ``ticketbridge
+serve`` processes share the database; when they have fired a few hundred timers between them,
+replica A is SIGKILLed (its open transaction dies with it and its row locks are freed).
+Replica B must fire every remaining timer; every ticket's Tier-One timer fires exactly once
+(one ``timer`` timeline entry each, written in the same transaction as the fire) and every
+ticket gets its reassign effect. The log of each replica says how many it committed.
+
+Figure: ``two replicas: fired twice 0, lost 0 of 5000; A killed after <n> fired (A committed
+<a>, B <b>)``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import PostgresServer
+from tests.fault.process import TicketbridgeProcess
+from ticketbridge.adapters.store.schema import outbox, timeline, timers
+from ticketbridge.adapters.store.sql import Store
+from ticketbridge.app.policy import load_policy
+from ticketbridge.app.service import PolicyBook, ingest_in
+from ticketbridge.rules import EventKind, Priority, Status, TicketEvent
+
+pytestmark = pytest.mark.fault
+
+TICKETS = 5000
+LEAD_SECONDS = 25.0  # the deadlines fall this long after the replicas are up: time to ingest
+KILL_AFTER = 300  # fired timers (both replicas together) before replica A is killed
+STARTUP_TIMEOUT = 30.0
+FIRE_TIMEOUT = 60.0  # after the deadline, for every timer to have fired
+BATCH = 250
+
+
+def open_tickets(url: str, due: float) -> None:
+    """Open TICKETS Medium tickets whose Tier-One (2 h) deadline is ``due``, in one go."""
+    policy = load_policy(None)
+    window = policy.for_priority(Priority.MEDIUM).tier_one.within
+    opened = datetime.fromtimestamp(due, UTC) - window
+    book = PolicyBook(policy)
+    store = Store(url)
+    try:
+        book.remember_current(store, at=opened.timestamp())
+        with store.unit_of_work() as uow:
+            for n in range(TICKETS):
+                event = TicketEvent(
+                    source="freshdesk",
+                    ticket_id=str(900_000 + n),
+                    kind=EventKind.CREATED,
+                    priority=Priority.MEDIUM,
+                    status=Status.OPEN,
+                    status_label="Open",
+                    occurred_at=opened,
+                )
+                ingest_in(uow, event=event, dedup_key=f"r{n}", now=opened, policies=book)
+    finally:
+        store.close()
+
+
+def fired_count(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).where(
+            timers.c.kind == "tier_one", timers.c.status == "fired"
+        )
+        return int(conn.execute(query).scalar_one())
+
+
+def committed_by(log: Path) -> int:
+    """Timers a replica's scheduler committed, from its ``timer.batch_committed`` lines."""
+    total = 0
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"timer.batch_committed"' in line:
+            total += int(json.loads(line)["count"])
+    return total
+
+
+def test_two_replicas_one_killed_mid_flight_fire_every_timer_once(
+    postgresql_server: PostgresServer,
+    ticketbridge_process: Callable[..., TicketbridgeProcess],
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    began = time.monotonic()
+    name = postgresql_server.migrated()
+    url = postgresql_server.url(name)
+    engine = sa.create_engine(Store(url).url)
+    try:
+        settings = {
+            "DATABASE_URL": url,
+            "LOG_LEVEL": "debug",
+            "LOG_FORMAT": "json",
+            "SCHEDULER__BATCH_SIZE": str(BATCH),
+            "SCHEDULER__POLL_SECONDS": "0.2",
+        }
+        a, b = ticketbridge_process(**settings), ticketbridge_process(**settings)
+        a.start()
+        b.start()
+        a.wait_healthy(STARTUP_TIMEOUT)
+        b.wait_healthy(STARTUP_TIMEOUT)
+        due = time.time() + LEAD_SECONDS
+        started = time.monotonic()
+        open_tickets(url, due)  # the replicas learn of the new timers by polling
+        ingest_seconds = time.monotonic() - started
+        assert time.time() < due - 1, f"ingest took {ingest_seconds:.1f} s: past the deadline"
+        assert fired_count(engine) == 0
+
+        killed_after = None
+        deadline = due + FIRE_TIMEOUT
+        while time.time() < deadline:
+            count = fired_count(engine)
+            if killed_after is None and count >= KILL_AFTER:
+                a.kill()
+                killed_after = count
+            if count >= TICKETS:
+                break
+            time.sleep(0.01)
+        finished_after = time.time() - due
+        time.sleep(1.0)  # bounded: a double fire would come from B's next poll
+
+        with engine.connect() as conn:
+            fired = fired_count(engine)
+            rows = conn.execute(
+                sa.select(timeline.c.ticket_id, timeline.c.detail).where(timeline.c.kind == "timer")
+            ).all()
+            reassigns = Counter(
+                conn.execute(
+                    sa.select(outbox.c.ticket_id).where(outbox.c.kind == "reassign")
+                ).scalars()
+            )
+        fires = Counter(
+            ticket
+            for ticket, detail in rows
+            if detail.get("timer") == "tier_one" and "tier_one fired" in detail.get("note", "")
+        )
+        tickets = {str(900_000 + n) for n in range(TICKETS)}
+        twice = sorted(t for t, n in fires.items() if n > 1)
+        lost = sorted(t for t in tickets if fires[t] == 0 or reassigns[t] != 1)
+        by_a, by_b = committed_by(a.log_path), committed_by(b.log_path)
+        figure = (
+            f"two replicas: fired twice {len(twice)}, lost {len(lost)} of {TICKETS}; "
+            f"A killed after {killed_after} fired (A committed {by_a}, B {by_b}); "
+            f"all fired {finished_after:.2f} s after the deadline"
+        )
+        print(f"\n{figure}\ningest {ingest_seconds:.1f} s, total {time.monotonic() - began:.1f} s")
+        record_property("figure", figure)
+        assert killed_after is not None, f"never reached {KILL_AFTER} fired\n{b.log_tail()}"
+        assert killed_after < TICKETS, "A was killed after everything had fired: not mid-flight"
+        assert not twice, f"{figure}: {twice[:5]}"
+        assert not lost, f"{figure}: {lost[:5]}\n{b.log_tail()}"
+        assert fired == TICKETS, figure
+        assert by_b > 0, figure
+        assert by_a + by_b == TICKETS, figure  # what A had not committed died with it
+    finally:
+        engine.dispose()
+        postgresql_server.drop(name)
