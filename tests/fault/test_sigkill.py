@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import PostgresServer
 from tests.fakes.victorops import AlertRequest, FakeVictorOps
 from tests.fault.process import TicketbridgeProcess
 
@@ -194,19 +195,33 @@ def check_ticket(client: httpx.Client, ticket: int) -> str | None:
     return None
 
 
+@pytest.mark.parametrize("store_backend", ["sqlite", "postgresql"])
 def test_sigkill_mid_burst_loses_and_doubles_nothing(
+    store_backend: str,
+    request: pytest.FixtureRequest,
     fake_victorops: FakeVictorOps,
     ticketbridge_process: Callable[..., TicketbridgeProcess],
     tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
+    if store_backend == "postgresql":
+        server_pg: PostgresServer = request.getfixturevalue("postgresql_server")
+        name = server_pg.migrated()
+        request.addfinalizer(lambda: server_pg.drop(name))
+        database = {
+            "DATABASE_URL": server_pg.url(name),
+            # Another incarnation cannot know the killed one is gone: its leases must expire.
+            "DISPATCH__LEASE_SECONDS": "3",
+        }
+    else:
+        database = {"DATABASE_URL": f"sqlite:///{tmp_path / 'tb.db'}"}
     began = time.monotonic()
     ingest_deadline = began + BUDGET * 0.8
     drain_deadline = began + BUDGET * 0.9
     check_deadline = began + BUDGET * 0.95
     rng = random.Random(SEED)
     server = ticketbridge_process(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'tb.db'}",
+        **database,
         FRESHDESK__WEBHOOK_SECRETS=WEBHOOK_SECRET,
         ADMIN_TOKEN=ADMIN_TOKEN,
         VICTOROPS__REST_URL=fake_victorops.rest_url("KEY", "RK"),
@@ -317,8 +332,8 @@ def test_sigkill_mid_burst_loses_and_doubles_nothing(
         wait_for(all_sent, until=check_deadline, every=0.2)
 
     figure = (
-        f"sigkill: {len(lost)} lost, {len(doubled)} doubled side effects of {WEBHOOKS}, "
-        f"{crashes} crashes (raw re-sends {resends})"
+        f"sigkill ({store_backend}): {len(lost)} lost, {len(doubled)} doubled side effects "
+        f"of {WEBHOOKS}, {crashes} crashes (raw re-sends {resends})"
     )
     detail = (
         f"sigkill detail: ingest {ingest_seconds:.1f} s, drain {drain_seconds:.1f} s, "
