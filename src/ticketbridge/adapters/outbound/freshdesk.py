@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, TypeGuard
 
 import httpx
-from aiolimiter import AsyncLimiter
 
 from ticketbridge.adapters.outbound.base import HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.errors import (
@@ -16,6 +15,7 @@ from ticketbridge.adapters.outbound.errors import (
     classify_response,
     transport_error,
 )
+from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.rules import Priority, Status
 
 VENDOR = "freshdesk"
@@ -38,7 +38,10 @@ class FreshdeskApi:
         api_key: str,
         client: httpx.AsyncClient,
         calls_per_minute: int = 200,
+        budget_window: float = 60.0,
     ) -> None:
+        """``calls_per_minute`` calls in any ``budget_window`` seconds (a minute; tests that
+        measure the budget scale the window down rather than wait minutes)."""
         url = httpx.URL(api_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("Freshdesk api_url must be an http(s) URL")
@@ -50,7 +53,7 @@ class FreshdeskApi:
         self._api_key = api_key
         self._auth = httpx.BasicAuth(api_key, "X")
         self._client = client
-        self._limiter = AsyncLimiter(calls_per_minute, 60)
+        self._limiter = RollingWindowLimiter(calls_per_minute, budget_window)
         self._groups: dict[str, int] | None = None
         self._groups_lock = asyncio.Lock()
 
@@ -58,7 +61,7 @@ class FreshdeskApi:
         return "FreshdeskApi(api_url=***, api_key=***)"
 
     @property
-    def limiter(self) -> AsyncLimiter:
+    def limiter(self) -> RollingWindowLimiter:
         """The rate budget every call of this instance passes through."""
         return self._limiter
 

@@ -36,7 +36,6 @@ from typing import Any, TypeGuard
 from urllib.parse import quote
 
 import httpx
-from aiolimiter import AsyncLimiter
 
 from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import (
@@ -45,6 +44,7 @@ from ticketbridge.adapters.outbound.errors import (
     retry_after_of,
     transport_error,
 )
+from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 
 VENDOR = "github"
 API_VERSION = "2022-11-28"
@@ -140,7 +140,7 @@ class GitHubIssues:
             "User-Agent": USER_AGENT,
         }
         self._client = client
-        self._limiter = AsyncLimiter(creations_per_minute, 60)
+        self._limiter = RollingWindowLimiter(creations_per_minute, 60)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def __repr__(self) -> str:
@@ -149,7 +149,7 @@ class GitHubIssues:
         )
 
     @property
-    def limiter(self) -> AsyncLimiter:
+    def limiter(self) -> RollingWindowLimiter:
         """The budget every content-creating call (issue or comment POST) passes through."""
         return self._limiter
 

@@ -51,7 +51,6 @@ from types import MappingProxyType
 from typing import Any
 
 import httpx
-from aiolimiter import AsyncLimiter
 
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
@@ -59,6 +58,7 @@ from ticketbridge.adapters.outbound.errors import (
     retry_after_of,
     transport_error,
 )
+from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.adapters.outbound.status_page import (
     COMPONENT_STATUSES,
     IMPACTS,
@@ -121,14 +121,14 @@ class AtlassianStatuspage:
         self._client = client
         self._components = dict(components)
         # One request per 1/rps seconds, no bursts: the server counts on a rolling window.
-        self._limiter = AsyncLimiter(1, 1.0 / requests_per_second)
+        self._limiter = RollingWindowLimiter(1, 1.0 / requests_per_second)
         self._open_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"AtlassianStatuspage(page_id={self._page_id!r}, api_key=***)"
 
     @property
-    def limiter(self) -> AsyncLimiter:
+    def limiter(self) -> RollingWindowLimiter:
         """The rate budget every call of this instance passes through."""
         return self._limiter
 

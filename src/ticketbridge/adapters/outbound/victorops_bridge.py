@@ -6,7 +6,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-from aiolimiter import AsyncLimiter
 
 from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import (
@@ -15,6 +14,7 @@ from ticketbridge.adapters.outbound.errors import (
     retry_after_of,
     transport_error,
 )
+from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.adapters.outbound.victorops import VictorOpsRest
 
 VENDOR = "victorops-api"
@@ -61,7 +61,7 @@ class VictorOpsIncidentBridge:
         self._bridge_url = bridge_url or None
         self._bridge_phone = bridge_phone or None
         self._client = client
-        self._limiter = AsyncLimiter(calls_per_minute, 60)
+        self._limiter = RollingWindowLimiter(calls_per_minute, 60)
 
     def __repr__(self) -> str:
         return (
@@ -70,7 +70,7 @@ class VictorOpsIncidentBridge:
         )
 
     @property
-    def limiter(self) -> AsyncLimiter:
+    def limiter(self) -> RollingWindowLimiter:
         """The rate budget every call of this instance passes through."""
         return self._limiter
 

@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Any, TypeGuard
 
 import httpx
-from aiolimiter import AsyncLimiter
 
 from ticketbridge.adapters.inbound.zendesk import PRIORITY_LABELS, STATUS_LABELS
 from ticketbridge.adapters.outbound.base import HelpdeskTicket, Sent
@@ -34,6 +33,7 @@ from ticketbridge.adapters.outbound.errors import (
     classify_response,
     transport_error,
 )
+from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 
 VENDOR = "zendesk"
 GROUPS_PER_PAGE = 100
@@ -83,7 +83,7 @@ class ZendeskApi:
         credentials = base64.b64encode(f"{email}/token:{api_token}".encode()).decode()
         self._secrets = (email, api_token, credentials)
         self._client = client
-        self._limiter = AsyncLimiter(calls_per_minute, 60)
+        self._limiter = RollingWindowLimiter(calls_per_minute, 60)
         self._groups: dict[str, int] | None = None
         self._groups_lock = asyncio.Lock()
 
@@ -91,7 +91,7 @@ class ZendeskApi:
         return "ZendeskApi(api_url=***, email=***, api_token=***)"
 
     @property
-    def limiter(self) -> AsyncLimiter:
+    def limiter(self) -> RollingWindowLimiter:
         """The rate budget every call of this instance passes through."""
         return self._limiter
 
