@@ -22,7 +22,7 @@ from ticketbridge.app.dispatcher import Dispatcher
 from ticketbridge.app.guard import EffectGuard
 from ticketbridge.app.metrics import Metrics
 from ticketbridge.app.middleware import RequestContext
-from ticketbridge.app.routes import admin, effects, health, metrics, webhooks
+from ticketbridge.app.routes import admin, effects, health, metrics, simulate, webhooks
 from ticketbridge.app.scheduler import Scheduler
 from ticketbridge.app.settings import Settings, load_settings
 from ticketbridge.app.wakeups import PgWakeups
@@ -218,5 +218,6 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(effects.router)
+    app.include_router(simulate.router)
     app.include_router(metrics.router)
     return app

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+from datetime import datetime, timedelta
 
 from ticketbridge.rules.aftercare import record, sync_status_page, write_up_reminder
 from ticketbridge.rules.calendar import calendar_for
@@ -17,9 +18,19 @@ from ticketbridge.rules.model import (
     TimerChange,
     TimerKind,
 )
-from ticketbridge.rules.policy import Policy
+from ticketbridge.rules.policy import CalendarSpec, Policy
 
 Plan = dict[TimerKind, tuple[datetime | None, str]]
+TIMER_KINDS = tuple(TimerKind)  # iterating an Enum class is slow; this is on the hot path
+
+
+@functools.lru_cache(maxsize=4096)
+def _due_in_business_time(
+    spec: CalendarSpec | None, start: datetime, within: timedelta
+) -> datetime:
+    """``start`` plus ``within`` of the calendar's open time (pure: cached, since a timer's
+    firing plans the same ticket twice, before and after)."""
+    return calendar_for(spec).add(start, within)
 
 
 _RULES_TEXT: dict[tuple[str, Priority], dict[TimerKind, str]] = {}
@@ -62,7 +73,7 @@ def _describe(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
 
 def plan_timers(state: TicketState, policy: Policy) -> Plan:
     """Every timer the ticket needs now, with its due time (None: not needed) and rule."""
-    plan: Plan = {kind: (None, "") for kind in TimerKind}
+    plan: Plan = dict.fromkeys(TIMER_KINDS, (None, ""))
     text = _rules_text(policy, state.priority)
     if state.write_up_due is not None and not state.write_up_reminded:
         # Armed at resolution: it outlives the ticket's other commitments.
@@ -79,7 +90,7 @@ def plan_timers(state: TicketState, policy: Policy) -> Plan:
         spec = rules.engagement
         calendar = policy.calendars.get(spec.calendar) if spec.calendar else None
         plan[TimerKind.ENGAGEMENT] = (
-            calendar_for(calendar).add(state.opened_at, spec.within),
+            _due_in_business_time(calendar, state.opened_at, spec.within),
             text[TimerKind.ENGAGEMENT],
         )
     if rules.customer_updates is not None and state.status is Status.OPEN:
