@@ -33,17 +33,20 @@ def _due_in_business_time(
     return calendar_for(spec).add(start, within)
 
 
-_RULES_TEXT: dict[tuple[str, Priority], dict[TimerKind, str]] = {}
+_RULES_TEXT: dict[tuple[int, Priority], tuple[Policy, dict[TimerKind, str]]] = {}
 
 
 def _rules_text(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
     """The rule each timer of ``priority`` follows, as the timeline shows it (built once per
-    policy version: a pure function of the policy, so caching it changes no result)."""
-    key = (policy.fingerprint, priority)
-    cached = _RULES_TEXT.get(key)
-    if cached is None:
-        cached = _RULES_TEXT[key] = _describe(policy, priority)
-    return cached
+    policy object: a pure function of the policy, so caching it changes no result). Keyed by
+    the object's id, which the entry keeps alive so the id cannot be reused; a policy's
+    fingerprint would do too but costs a pydantic private-attribute lookup per call."""
+    cached = _RULES_TEXT.get((id(policy), priority))
+    if cached is None or cached[0] is not policy:
+        if len(_RULES_TEXT) >= 256:  # bounded: simulations bring policies of their own
+            _RULES_TEXT.clear()
+        cached = _RULES_TEXT[(id(policy), priority)] = (policy, _describe(policy, priority))
+    return cached[1]
 
 
 def _describe(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
