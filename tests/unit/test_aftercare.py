@@ -221,3 +221,13 @@ def test_status_page_policy_needs_every_priority(policy: Policy) -> None:
     document["status_page"]["impact"].pop("low")
     with pytest.raises(ValidationError, match=r"status_page\.impact: missing low"):
         Policy.model_validate(document)
+
+
+def test_a_time_from_the_future_never_pushes_deadlines_out_of_reach(policy: Policy) -> None:
+    ahead = T0 + timedelta(days=365 * 70)  # a helpdesk clock far ahead, or a forged time
+    d = step(None, ev(kind=EventKind.CREATED, occurred_at=ahead), T0, policy)
+    assert d.state.opened_at == T0  # deadlines anchor on our clock
+    assert plan_timers(d.state, policy)[TimerKind.TIER_ONE][0] == T0 + 30 * M
+    assert d.state.last_event_at == ahead  # ordering still follows the helpdesk's times
+    older = step(d.state, ev(status=Status.RESOLVED, occurred_at=ahead - M), T0 + M, policy)
+    assert older.stale

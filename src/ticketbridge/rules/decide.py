@@ -40,7 +40,7 @@ def _should_page(state: TicketState, policy: Policy) -> bool:
     )
 
 
-def _open(event: TicketEvent, at: datetime, policy: Policy) -> TicketState:
+def _open(event: TicketEvent, at: datetime, seen: datetime, policy: Policy) -> TicketState:
     return TicketState(
         source=event.source,
         ticket_id=event.ticket_id,
@@ -51,13 +51,15 @@ def _open(event: TicketEvent, at: datetime, policy: Policy) -> TicketState:
         status=event.status,
         status_label=event.status_label,
         opened_at=at,
-        last_event_at=at,
+        last_event_at=seen,
         policy=policy.fingerprint,
         pending_since=at if event.status is Status.PENDING else None,
     )
 
 
-def _apply(state: TicketState, event: TicketEvent, at: datetime, policy: Policy) -> TicketState:
+def _apply(
+    state: TicketState, event: TicketEvent, at: datetime, seen: datetime, policy: Policy
+) -> TicketState:
     """The ticket after ``event``: snapshot fields plus the commitments it meets or resets."""
     if event.kind in ADMIN_EVENTS:
         return state  # an admin request says nothing about the helpdesk's ticket
@@ -68,7 +70,7 @@ def _apply(state: TicketState, event: TicketEvent, at: datetime, policy: Policy)
         "priority": event.priority,
         "status": event.status,
         "status_label": event.status_label,
-        "last_event_at": max(at, state.last_event_at),
+        "last_event_at": max(seen, state.last_event_at),
     }
     engaged = (event.kind is EventKind.AGENT_REPLY and "public_reply" in policy.engagement_by) or (
         (event.kind is EventKind.ASSIGNED or event.agent_assigned)
@@ -99,7 +101,11 @@ def decide(
     older than the last one applied (by its own timestamp) is stale: it changes nothing, and
     so is the webhook echo of ticketbridge's own note.
     """
-    occurred = event.occurred_at or now
+    # ``seen`` (the helpdesk's own time) orders events; ``occurred`` anchors deadlines and the
+    # timeline, and is never later than now: a helpdesk clock ahead of ours, or a forged time
+    # in the future, must not push a ticket's commitments beyond reach.
+    seen = event.occurred_at or now
+    occurred = min(seen, now)
     if state is not None and event.own_echo:
         return Decision(state=state, notes=("ticketbridge's own note echoed back: ignored",))
     if (
@@ -118,7 +124,8 @@ def decide(
     if state is None and event.kind in ADMIN_EVENTS:
         raise ValueError(f"{event.kind.value} needs a ticket ticketbridge already knows")
     before = state
-    current = _apply(state or _open(event, occurred, policy), event, occurred, policy)
+    opened = state or _open(event, occurred, seen, policy)
+    current = _apply(opened, event, occurred, seen, policy)
     current = _milestones(before, current, event, occurred)
 
     effects: list[Effect] = []

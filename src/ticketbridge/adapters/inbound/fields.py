@@ -11,6 +11,8 @@ from ticketbridge.adapters.inbound.errors import MissingField
 MAX_FIELD = 65536
 MAX_NAMES = 100
 MAX_NAME = 100
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off", ""})
 
@@ -34,16 +36,27 @@ def text(obj: dict[str, Any], name: str, *, prefix: str, required: bool) -> str:
 
 
 def timestamp(obj: dict[str, Any], name: str, *, prefix: str) -> datetime | None:
-    """An optional ISO-8601 timestamp (no zone: UTC)."""
+    """An optional ISO-8601 timestamp (no zone: UTC) from 2000 to 2099.
+
+    The rules plan a new ticket's timers from it (response windows, business days), which
+    near either end of ``datetime``'s range would overflow: such a value is refused here.
+    """
     value = text(obj, name, prefix=prefix, required=False)
     if not value:
         return None
+    field = f"{prefix}.{name}" if prefix else name
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        field = f"{prefix}.{name}" if prefix else name
         raise MissingField(field, "must be an ISO-8601 timestamp") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        in_range = EARLIEST <= when.astimezone(UTC) < LATEST
+    except OverflowError:  # past either end of datetime's range once in UTC
+        in_range = False
+    if not in_range:
+        raise MissingField(field, "must be a time from 2000 to 2099")
+    return when
 
 
 def delivery_key(kind: str, delivery_id: str) -> str:

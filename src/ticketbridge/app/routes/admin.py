@@ -71,6 +71,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body is not UTF-8 JSON"},
     401: {"model": ErrorBody},
     404: {"model": ErrorBody, "description": "ticketbridge has never seen this ticket"},
     422: {"model": ErrorBody},

@@ -20,6 +20,10 @@ from ticketbridge.app.deps import AdminDep, ServicesDep
 from ticketbridge.app.schemas import EffectState, EffectSummary, ErrorBody
 
 log = structlog.get_logger("ticketbridge.effects")
+# Effect ids fit the outbox's id column on every backend (a 4-byte integer on PostgreSQL):
+# a larger one is a 422, not a store error.
+MAX_ID = 2**31 - 1
+
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep])
 
 _BAD = "A query or path parameter is invalid (named in the message)"
@@ -49,6 +53,7 @@ async def get_effects(
         int | None,
         Query(
             ge=1,
+            le=MAX_ID,
             description="Only effects with a smaller id: the previous page's `next_before_id`.",
         ),
     ] = None,
@@ -77,7 +82,7 @@ async def get_effects(
 async def retry_effect(
     request: Request,
     services: ServicesDep,
-    effect_id: Annotated[int, Path(ge=1)],
+    effect_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> EffectSummary:
     now = services.clock.now().timestamp()
     try:

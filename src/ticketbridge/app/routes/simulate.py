@@ -59,6 +59,7 @@ def _limiter(request: Request) -> anyio.CapacityLimiter:
     "/simulate",
     response_model=SimulationResult,
     responses={
+        400: {"model": ErrorBody, "description": "The body is not UTF-8 JSON"},
         401: {"model": ErrorBody},
         422: {"model": ErrorBody, "description": "The timeline or the policy is invalid (named)"},
     },
