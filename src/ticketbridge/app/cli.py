@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -59,8 +60,14 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    app = create_app(settings)
+    # What exists now (modules, the app, its schemas) lives as long as the process: frozen,
+    # it is left out of every garbage collection, which then scans only what requests
+    # create (a full collection otherwise walks ~150,000 objects: a pause of tens of ms).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_config=None,

@@ -10,15 +10,22 @@ from fastapi import Depends, HTTPException, Request
 from ticketbridge.app.bootstrap import Services
 
 
-def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
+    """The services of the app serving ``request``."""
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a thread hop per
+    # request for an attribute read.
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def require_admin(request: Request, services: ServicesDep) -> None:
+async def require_admin(request: Request, services: ServicesDep) -> None:
     """Bearer admin token, compared in constant time; unset token means every call is 401."""
     token = services.settings.admin_token
     header = request.headers.get("authorization", "")

@@ -50,6 +50,7 @@ class Verdict:
 
 
 GO = Verdict()
+FINAL = frozenset({SENT, SKIPPED, DEAD})
 MIN_IDLE = 0.05
 # An effect that ``uses`` another's result (a reminder on the write-up issue, an update of the
 # status-page incident) waits this long between looks while that one is still open.
@@ -79,6 +80,13 @@ def follow_ups(row: OutboxRow, info: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def record_outcome(uow: UnitOfWork, row: OutboxRow, outcome: dict[str, Any]) -> tuple[bool, bool]:
+    """``finish_effect``, then (if the lease held) whether another open effect of the same
+    ticket and target is waiting: ``(kept, waiting)``."""
+    kept = uow.finish_effect(row, **outcome)
+    return kept, kept and uow.has_open_effect(row.source, row.ticket_id, row.target)
 
 
 def row_status(row: OutboxRow) -> str:
@@ -111,7 +119,13 @@ class Dispatcher:
         self._owner = f"dispatcher-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._stopping = False
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[bool]] = set()
+        # The last claim filled every free slot: more may be due as soon as a slot frees.
+        self._starved = False
+        # SQLite: one process writes, one transaction at a time, so a finishing effect sees
+        # every effect queued behind it. Elsewhere another replica may be committing one
+        # concurrently: every delivery's end then looks again (see ``_done``).
+        self._sees_all_writes = store.is_sqlite
         self._per_target: dict[str, asyncio.Semaphore] = {}
         self._wait = tenacity.wait_exponential_jitter(
             initial=settings.backoff_initial,
@@ -189,22 +203,36 @@ class Dispatcher:
                     rows = await self._claim(free)
                 except StoreUnavailable as exc:
                     log.warning("dispatcher.store_unavailable", error=str(exc))
+            self._starved = free <= 0 or len(rows) == free
             for row in rows:
                 task = asyncio.create_task(self._deliver(row))
                 self._in_flight.add(task)
                 task.add_done_callback(self._done)
             if rows and len(rows) == free:
                 continue
+            if self._wake.is_set():
+                # Woken while claiming (a delivery finished, a webhook committed): claim again
+                # now; the next-due query would only decide how long not to wait.
+                continue
             timeout = await self._idle_timeout()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
         log.info("dispatcher.stopped", owner=self._owner)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[bool]) -> None:
+        """A delivery ended: look for due effects again unless it provably left nothing new
+        to claim (on SQLite: its effect final, no follow-ups, no other open effect of its
+        ticket on its target waiting behind it, a free slot at the last claim). A webhook's
+        page ending thus costs no claim and no next-due query."""
         self._in_flight.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("dispatcher.task_failed", error=repr(task.exception()))
-        self._wake.set()
+        again = True
+        if not task.cancelled():
+            if task.exception() is not None:
+                log.error("dispatcher.task_failed", error=repr(task.exception()))
+            else:
+                again = task.result() or self._starved or not self._sees_all_writes
+        if again:
+            self._wake.set()
 
     async def _idle_timeout(self) -> float:
         poll = self._settings.poll_seconds
@@ -230,13 +258,16 @@ class Dispatcher:
         with contextlib.suppress(StoreUnavailable):
             await self._run_db(lambda: self._store.release_leases(self._owner))
 
-    async def _deliver(self, row: OutboxRow) -> None:
+    async def _deliver(self, row: OutboxRow) -> bool:
+        """Deliver one effect and record the outcome; True when the claim loop should look
+        again at once (see ``_done``): always, unless the effect ended sent, skipped for want
+        of a target, or dead, and ``_finish`` found nothing new to claim."""
         sender = self._senders.get(row.target)
         attempt = row.attempts + 1
         if sender is None:
-            await self._finish(row, SKIPPED, row.attempts, None, "target not configured")
+            again = await self._finish(row, SKIPPED, row.attempts, None, "target not configured")
             log.info("outbox.skipped", effect=row.key, target=row.target)
-            return
+            return again
         semaphore = self._per_target.setdefault(
             row.target, asyncio.Semaphore(self._settings.concurrency_per_target)
         )
@@ -244,21 +275,22 @@ class Dispatcher:
             try:
                 verdict = await self._guard.check(row) if self._guard is not None else GO
                 if verdict.action != "go":
+                    # (A re-read may have reconciled the ticket: new effects to claim.)
                     await self._hold(row, verdict)
-                    return
+                    return True
                 payload = {k: v for k, v in row.payload.items() if k not in ("then", "uses")}
                 if "uses" in row.payload:
                     refs, not_yet = await self._refs(row.payload["uses"])
                     if not_yet is not None:
                         await self._hold(row, not_yet)
-                        return
+                        return True
                     payload["refs"] = refs
                 sent = await sender.send(payload, effect_key=row.key)
             except AdapterError as exc:
                 await self._failed(row, attempt, exc)
-                return
+                return True
         acted = not sent.info.get("skipped")  # e.g. no reminder on a closed issue
-        await self._finish(
+        again = await self._finish(
             row,
             SENT,
             attempt,
@@ -270,6 +302,7 @@ class Dispatcher:
         if acted and row.kind == "write_up_reminder" and self._on_breach is not None:
             self._on_breach("write_up", str(row.payload.get("priority", "")))
         log.info("outbox.sent", effect=row.key, target=row.target, attempt=attempt, code=sent.code)
+        return again
 
     async def _hold(self, row: OutboxRow, verdict: Verdict) -> None:
         """Skip the effect, or put it back for ``verdict.seconds`` without counting an attempt."""
@@ -336,7 +369,10 @@ class Dispatcher:
         result: dict[str, Any] | None = None,
         then: list[dict[str, Any]] | None = None,
         counted: bool = True,
-    ) -> None:
+    ) -> bool:
+        """Record an attempt's outcome; True when the claim loop should look again: the
+        effect is not final, has follow-ups, lost its lease, or another open effect of its
+        ticket waits behind it on the same target (ordered delivery held it back)."""
         now = self._clock.now().timestamp()
         outcome: dict[str, Any] = {
             "status": status,
@@ -348,11 +384,18 @@ class Dispatcher:
             "result": result,
             "follow_ups": then or (),
         }
+        kept: bool
+        waiting: bool
         if self._write is not None:  # shares a transaction with webhooks being committed
-            kept = await self._write(lambda uow: uow.finish_effect(row, **outcome))
+            kept, waiting = await self._write(lambda uow: record_outcome(uow, row, outcome))
         else:
-            kept = await self._run_db(lambda: self._store.finish(row, **outcome))
+            kept, waiting = await self._run_db(lambda: self._record_alone(row, outcome))
         if not kept:
             log.warning("outbox.lease_lost", effect=row.key, status=status)
         elif counted and self._on_outcome is not None:
             self._on_outcome(row.target, status)
+        return not kept or waiting or bool(then) or status not in FINAL
+
+    def _record_alone(self, row: OutboxRow, outcome: dict[str, Any]) -> tuple[bool, bool]:
+        with self._store.unit_of_work() as uow:
+            return record_outcome(uow, row, outcome)

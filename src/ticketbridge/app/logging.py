@@ -26,7 +26,11 @@ def configure_logging(*, fmt: str = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # A call below ``level`` returns at once: no context copy, no processors (the stdlib
+        # BoundLogger ran the whole chain before the stdlib logger dropped the line).
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -21,7 +22,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 
 from ticketbridge.adapters.store.schema import (
     DEAD,
@@ -112,6 +113,7 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
+@functools.cache  # built once: aliasing the outbox copies every column (most of a claim's cost)
 def _blocked() -> sa.Exists:
     """True for an effect with an earlier open effect of the same ticket and target: effects
     of one ticket on one target go out in order (a RECOVERY never overtakes its page, a
@@ -133,6 +135,96 @@ def _blocked() -> sa.Exists:
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     return _Statements(dialect)
+
+
+_CALLER = object()  # in a _Fast plan: the caller supplies this parameter's value
+# The columns the hot paths' INSERTs give (the rest take their defaults).
+_INBOX_KEYS = ("source", "dedup_key", "ticket_id", "received_at", "outcome", "event")
+_TICKET_KEYS = ("source", "ticket_id", "state", "updated_at")
+_TIMELINE_KEYS = ("source", "ticket_id", "at", "kind", "detail")
+
+
+class _Fast:
+    """A hot-path statement compiled once for a dialect and run on the DBAPI cursor.
+
+    The SQL, the parameters' order, the values built into the statement and the bind and
+    result processors (JSON, floats) are SQLAlchemy's own for that statement and dialect:
+    what reaches the driver is what ``Connection.execute`` would send. Only SQLAlchemy's
+    per-call work is skipped (compiled-cache lookup, execution context, result wrapping),
+    which on the webhook path costs several times the SQLite call itself.
+    """
+
+    __slots__ = ("_plan", "_positional", "_results", "sql")
+
+    def __init__(self, stmt: Any, dialect: Dialect, keys: Sequence[str] | None = None) -> None:
+        compiled: Any = stmt.compile(
+            dialect=dialect, column_keys=list(keys) if keys is not None else None
+        )
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            raise ValueError("expanding or literal-execute parameters cannot take the fast path")
+        self.sql: str = compiled.string
+        self._positional: bool = compiled.positional
+        names = (
+            compiled.positiontup
+            if self._positional
+            else list(compiled.construct_params(_check=False))
+        )
+        binds = {bind_name: bind for bind, bind_name in compiled.bind_names.items()}
+        self._plan: list[tuple[str, Any, Any]] = []
+        for name in names:
+            bind = binds[name]
+            literal = _CALLER if bind.required else bind.effective_value
+            self._plan.append((name, compiled._bind_processors.get(name), literal))
+        self._results: list[Any] = [
+            column[3]._cached_result_processor(dialect, None) for column in compiled._result_columns
+        ]
+
+    def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        """The driver's parameters for one execution (a tuple, or a dict for pyformat)."""
+        out = []
+        for name, process, literal in self._plan:
+            value = values[name] if literal is _CALLER else literal
+            out.append(value if process is None else process(value))
+        if self._positional:
+            return tuple(out)
+        return dict(zip((name for name, _, _ in self._plan), out, strict=True))
+
+    def rows(self, cursor: Any) -> list[tuple[Any, ...]]:
+        """Every row the last execution returned, through the result processors."""
+        fetched = cursor.fetchall()
+        if not any(self._results):
+            return [tuple(row) for row in fetched]
+        return [
+            tuple(v if p is None else p(v) for v, p in zip(row, self._results, strict=True))
+            for row in fetched
+        ]
+
+
+class _FastStatements:
+    """The ``_Fast`` forms of the hot paths' statements for one dialect, compiled on first
+    use: an INSERT compiles per set of columns given, as SQLAlchemy's would."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._sql = _statements(dialect.name)
+        self._compiled: dict[tuple[str, tuple[str, ...] | None], _Fast] = {}
+
+    def get(self, name: str, keys: Sequence[str] | None = None) -> _Fast:
+        key = (name, tuple(keys) if keys is not None else None)
+        fast = self._compiled.get(key)
+        if fast is None:
+            fast = self._compiled[key] = _Fast(getattr(self._sql, name), self._dialect, keys)
+        return fast
+
+
+_FAST: weakref.WeakKeyDictionary[Dialect, _FastStatements] = weakref.WeakKeyDictionary()
+
+
+def _fast_statements(dialect: Dialect) -> _FastStatements:
+    found = _FAST.get(dialect)
+    if found is None:
+        found = _FAST[dialect] = _FastStatements(dialect)
+    return found
 
 
 class _Statements:
@@ -171,7 +263,8 @@ class _Statements:
                 outbox.c.source == b("b_source"),
                 outbox.c.ticket_id == b("b_ticket"),
                 outbox.c.target == b("b_target"),
-                outbox.c.status.in_(OPEN_STATES),
+                # Not ``in_``: an expanding IN cannot take the fast path (``_Fast``).
+                sa.or_(*(outbox.c.status == state for state in OPEN_STATES)),
             )
             .limit(1)
         )
@@ -240,6 +333,47 @@ class UnitOfWork:
         self.conn = conn
         self._pg = conn.dialect.name == "postgresql"
         self._sql = _statements(conn.dialect.name)
+        self._fast = _fast_statements(conn.dialect)
+        self._cursor: Any = None
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+
+    def _run(
+        self, name: str, values: Mapping[str, Any], keys: Sequence[str] | None = None
+    ) -> tuple[_Fast, Any]:
+        """Execute the hot-path statement ``name`` (see ``_Fast``) with ``values``."""
+        fast = self._fast.get(name, keys)
+        params = fast.params(values)
+        if self._cursor is None:
+            self._cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = self._cursor
+        try:
+            cursor.execute(fast.sql, params)
+        except Exception as exc:
+            self._cursor = None
+            # As Connection.execute would: the SQLAlchemy exception (OperationalError...),
+            # and a connection found broken is invalidated.
+            self.conn._handle_dbapi_exception(exc, fast.sql, params, cursor, None)
+        return fast, cursor
+
+    def _run_many(
+        self, name: str, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
+    ) -> int:
+        """Execute ``name`` once per row (``executemany``); the rows it changed."""
+        fast = self._fast.get(name, keys)
+        params = [fast.params(row) for row in rows]
+        if self._cursor is None:
+            self._cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = self._cursor
+        try:
+            cursor.executemany(fast.sql, params)
+        except Exception as exc:
+            self._cursor = None
+            self.conn._handle_dbapi_exception(exc, fast.sql, params, cursor, None)
+        return int(cursor.rowcount)
 
     def announce(self) -> None:
         """Tell every listening replica, at commit, that there is new work (PostgreSQL)."""
@@ -264,19 +398,21 @@ class UnitOfWork:
             "outcome": "accepted",
             "event": event,
         }
-        return self.conn.execute(self._sql.add_inbox, row).scalar_one_or_none()
+        fast, cursor = self._run("add_inbox", row, _INBOX_KEYS)
+        found = fast.rows(cursor)
+        return int(found[0][0]) if found else None
 
     def mark_inbox(self, inbox_id: int, outcome: str) -> None:
-        self.conn.execute(self._sql.mark_inbox, {"b_id": inbox_id, "b_outcome": outcome})
+        self._run("mark_inbox", {"b_id": inbox_id, "b_outcome": outcome})
 
     def load_ticket(self, source: str, ticket_id: str) -> dict[str, Any] | None:
-        params = {"b_source": source, "b_ticket": ticket_id}
-        row = self.conn.execute(self._sql.load_ticket, params).first()
-        return dict(row.state) if row is not None else None
+        fast, cursor = self._run("load_ticket", {"b_source": source, "b_ticket": ticket_id})
+        found = fast.rows(cursor)
+        return dict(found[0][0]) if found else None
 
     def save_ticket(self, source: str, ticket_id: str, state: dict[str, Any], at: float) -> None:
         row = {"source": source, "ticket_id": ticket_id, "state": state, "updated_at": at}
-        self.conn.execute(self._sql.save_ticket, row)
+        self._run("save_ticket", row, _TICKET_KEYS)
 
     def add_timeline(
         self, source: str, ticket_id: str, *, at: float, kind: str, detail: dict[str, Any]
@@ -288,12 +424,13 @@ class UnitOfWork:
     ) -> None:
         """Append ``(source, ticket_id, at, kind, detail)`` entries in one statement."""
         if entries:
-            self.conn.execute(
-                self._sql.add_timeline,
+            self._run_many(
+                "add_timeline",
                 [
                     {"source": s, "ticket_id": t, "at": at, "kind": k, "detail": d}
                     for s, t, at, k, d in entries
                 ],
+                _TIMELINE_KEYS,
             )
 
     def enqueue(
@@ -311,16 +448,8 @@ class UnitOfWork:
         """
         inserted: list[OutboxRow] = []
         for row in rows:
-            leased = lease is not None and (
-                self.conn.execute(
-                    self._sql.open_for_target,
-                    {
-                        "b_source": row["source"],
-                        "b_ticket": row["ticket_id"],
-                        "b_target": row["target"],
-                    },
-                ).first()
-                is None
+            leased = lease is not None and not self.has_open_effect(
+                row["source"], row["ticket_id"], row["target"]
             )
             values = {
                 **row,
@@ -333,11 +462,12 @@ class UnitOfWork:
                 "lease_expires_at": lease[1] if leased and lease else None,
                 "lease_token": 1 if leased else 0,
             }
-            new_id = self.conn.execute(self._sql.enqueue, values).scalar_one_or_none()
-            if new_id is not None:
+            fast, cursor = self._run("enqueue", values, tuple(values))
+            found = fast.rows(cursor)
+            if found:
                 inserted.append(
                     OutboxRow(
-                        id=new_id,
+                        id=int(found[0][0]),
                         key=row["key"],
                         target=row["target"],
                         kind=row["kind"],
@@ -349,6 +479,12 @@ class UnitOfWork:
                     )
                 )
         return inserted
+
+    def has_open_effect(self, source: str, ticket_id: str, target: str) -> bool:
+        """Whether the ticket has an open (pending or retrying) effect on ``target``."""
+        values = {"b_source": source, "b_ticket": ticket_id, "b_target": target}
+        fast, cursor = self._run("open_for_target", values)
+        return bool(fast.rows(cursor))
 
     def set_timer(
         self, source: str, ticket_id: str, *, kind: str, due: float | None, rule: str, at: float
@@ -393,9 +529,9 @@ class UnitOfWork:
             if due is None
         ]
         if armed:
-            self.conn.execute(self._sql.arm_timer, armed)
+            self._run_many("arm_timer", armed, tuple(armed[0]))
         if cancelled:
-            self.conn.execute(self._sql.cancel_timer, cancelled)
+            self._run_many("cancel_timer", cancelled)
 
     def load_tickets(
         self, keys: Sequence[tuple[str, str]]
@@ -482,7 +618,7 @@ class UnitOfWork:
             "next_attempt_at": next_attempt_at,
             "result": result,
         }
-        updated = self.conn.execute(self._sql.finish_effect, values)
+        _, updated = self._run("finish_effect", values)
         if updated.rowcount != 1:
             return False
         if follow_ups:
@@ -616,7 +752,11 @@ class Store:
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """A transaction: committed when the block ends normally, rolled back otherwise."""
         with self.transaction() as conn:
-            yield UnitOfWork(conn)
+            uow = UnitOfWork(conn)
+            try:
+                yield uow
+            finally:
+                uow.close()
 
     # --- schema ---------------------------------------------------------------------------
     def migrate(self) -> None:
