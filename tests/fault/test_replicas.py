@@ -146,7 +146,10 @@ def test_two_replicas_one_killed_mid_flight_fire_every_timer_once(
         tickets = {str(900_000 + n) for n in range(TICKETS)}
         twice = sorted(t for t, n in fires.items() if n > 1)
         lost = sorted(t for t in tickets if fires[t] == 0 or reassigns[t] != 1)
-        by_a, by_b = committed_by(a.log_path), committed_by(b.log_path)
+        # B's log says what B committed; A may die between a commit and its log line, so A's
+        # share is what the database holds beyond B's.
+        by_b = committed_by(b.log_path)
+        by_a = fired - by_b
         figure = (
             f"two replicas: fired twice {len(twice)}, lost {len(lost)} of {TICKETS}; "
             f"A killed after {killed_after} fired (A committed {by_a}, B {by_b}); "
@@ -160,7 +163,7 @@ def test_two_replicas_one_killed_mid_flight_fire_every_timer_once(
         assert not lost, f"{figure}: {lost[:5]}\n{b.log_tail()}"
         assert fired == TICKETS, figure
         assert by_b > 0, figure
-        assert by_a + by_b == TICKETS, figure  # what A had not committed died with it
+        assert committed_by(a.log_path) <= by_a, figure  # A logged no more than it committed
     finally:
         engine.dispose()
         postgresql_server.drop(name)

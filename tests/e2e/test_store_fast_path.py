@@ -1,0 +1,102 @@
+"""The webhook path's statements run straight on the driver (``_Fast``): what they store, and
+how they fail, must be what SQLAlchemy's ``Connection.execute`` would have given."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timers
+from ticketbridge.adapters.store.sql import Store, StoreUnavailable
+
+EVENT = {"kind": "created", "priority": "urgent", "change": {"ticket_action": "created"}}
+STATE = {"priority": "urgent", "status": "open", "tags": ["a", "ü"], "n": 1.5}
+PAYLOAD = {"message_type": "CRITICAL", "entity_id": "freshdesk/acme/ticket/5"}
+
+
+def _effect(key: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "target": "victorops",
+        "kind": "page",
+        "source": "freshdesk",
+        "ticket_id": "5",
+        "payload": PAYLOAD,
+        "reason": "urgent",
+    }
+
+
+def test_rows_written_on_the_fast_path_read_back_through_sqlalchemy(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        first = uow.add_inbox(source="freshdesk", dedup_key="k1", ticket_id="5", event=EVENT, at=10)
+        again = uow.add_inbox(source="freshdesk", dedup_key="k1", ticket_id="5", event=EVENT, at=11)
+        assert uow.load_ticket("freshdesk", "5") is None
+        uow.save_ticket("freshdesk", "5", STATE, 10)
+        uow.save_ticket("freshdesk", "5", {**STATE, "status": "pending"}, 12)
+        uow.set_timers("freshdesk", "5", [("engagement", 100, "r1"), ("update", 200, "r2")], at=10)
+        uow.set_timers("freshdesk", "5", [("update", None, "r2")], at=11)
+        leased = uow.enqueue([_effect("e1")], at=10, lease=("me", 70))
+        queued = uow.enqueue([_effect("e2"), _effect("e1")], at=10, lease=("me", 70))
+        assert uow.has_open_effect("freshdesk", "5", "victorops")
+        assert not uow.has_open_effect("freshdesk", "5", "github")
+        assert uow.load_ticket("freshdesk", "5") == {**STATE, "status": "pending"}
+    assert isinstance(first, int)
+    assert again is None
+    # The first effect of the ticket is leased to the caller; the next waits behind it, and a
+    # key already present is left alone.
+    assert [(r.key, r.lease_token, r.payload) for r in leased] == [("e1", 1, PAYLOAD)]
+    assert [(r.key, r.lease_token) for r in queued] == [("e2", 0)]
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(inbox)).one()
+        assert (row.source, row.ticket_id, row.received_at, row.outcome) == (
+            "freshdesk",
+            "5",
+            10.0,
+            "accepted",
+        )
+        assert row.event == EVENT
+        assert isinstance(row.received_at, float)
+        state, updated = conn.execute(sa.select(tickets.c.state, tickets.c.updated_at)).one()
+        assert (state, updated) == ({**STATE, "status": "pending"}, 12.0)
+        armed = conn.execute(
+            sa.select(timers.c.kind, timers.c.status, timers.c.due_at).order_by(timers.c.kind)
+        ).all()
+        assert [tuple(r) for r in armed] == [
+            ("engagement", "pending", 100.0),
+            ("update", "cancelled", 200.0),
+        ]
+        effects = conn.execute(
+            sa.select(
+                outbox.c.key, outbox.c.payload, outbox.c.lease_owner, outbox.c.status
+            ).order_by(outbox.c.id)
+        ).all()
+        assert [tuple(r) for r in effects] == [
+            ("e1", PAYLOAD, "me", "pending"),
+            ("e2", PAYLOAD, None, "pending"),
+        ]
+        if store.is_sqlite:  # JSON is stored as SQLAlchemy serialises it: json.dumps
+            raw = conn.exec_driver_sql("SELECT event FROM inbox").scalar_one()
+            assert raw == json.dumps(EVENT)
+
+
+def test_a_constraint_broken_on_the_fast_path_raises_sqlalchemys_error(store: Store) -> None:
+    with pytest.raises(sa.exc.IntegrityError), store.unit_of_work() as uow:
+        uow.add_inbox(source="freshdesk", dedup_key="k", ticket_id=None, event=EVENT, at=1)  # type: ignore[arg-type]
+    assert store.count("inbox") == 0  # rolled back
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_operational_error_on_the_fast_path_is_store_unavailable(store: Store) -> None:
+    """(A missing table: an OperationalError on SQLite, as a locked or unreadable file is.)"""
+
+    def write_into_a_dropped_table() -> None:
+        with store.unit_of_work() as uow:
+            uow.conn.exec_driver_sql("DROP TABLE timeline")
+            uow.add_timeline("freshdesk", "5", at=1, kind="note", detail={})
+
+    with pytest.raises(StoreUnavailable):
+        write_into_a_dropped_table()
+    assert store.count("timeline") == 0  # the DROP was rolled back with it
