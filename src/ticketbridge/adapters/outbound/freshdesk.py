@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime
 from typing import Any, TypeGuard
 
 import httpx
 
-from ticketbridge.adapters.outbound.base import HelpdeskTicket, Sent
+from ticketbridge.adapters.outbound.base import GroupDirectory, HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
@@ -54,8 +53,7 @@ class FreshdeskApi:
         self._auth = httpx.BasicAuth(api_key, "X")
         self._client = client
         self._limiter = RollingWindowLimiter(calls_per_minute, budget_window)
-        self._groups: dict[str, int] | None = None
-        self._groups_lock = asyncio.Lock()
+        self._groups = GroupDirectory("Freshdesk", self._load_groups)
 
     def __repr__(self) -> str:
         return "FreshdeskApi(api_url=***, api_key=***)"
@@ -82,13 +80,7 @@ class FreshdeskApi:
 
     async def group_id(self, name: str) -> int:
         """The id of the group called ``name`` (the list is fetched once and cached)."""
-        async with self._groups_lock:
-            if self._groups is None or name not in self._groups:
-                self._groups = await self._load_groups()
-            groups = self._groups
-        if name not in groups:
-            raise AdapterError(f"Freshdesk has no group named {name!r}", retryable=False)
-        return groups[name]
+        return await self._groups.id_of(name)
 
     async def send(self, payload: dict[str, Any], *, effect_key: str) -> Sent:
         """Carry out one helpdesk effect (note, reassign or close) or raise AdapterError."""

@@ -18,7 +18,6 @@ and where each comes from: ``tests/fixtures/zendesk_api/README.md``. In short:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 from datetime import datetime
@@ -27,7 +26,7 @@ from typing import Any, TypeGuard
 import httpx
 
 from ticketbridge.adapters.inbound.zendesk import PRIORITY_LABELS, STATUS_LABELS
-from ticketbridge.adapters.outbound.base import HelpdeskTicket, Sent
+from ticketbridge.adapters.outbound.base import GroupDirectory, HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
@@ -84,8 +83,7 @@ class ZendeskApi:
         self._secrets = (email, api_token, credentials)
         self._client = client
         self._limiter = RollingWindowLimiter(calls_per_minute, 60)
-        self._groups: dict[str, int] | None = None
-        self._groups_lock = asyncio.Lock()
+        self._groups = GroupDirectory("Zendesk", self._load_groups)
 
     def __repr__(self) -> str:
         return "ZendeskApi(api_url=***, email=***, api_token=***)"
@@ -116,13 +114,7 @@ class ZendeskApi:
 
     async def group_id(self, name: str) -> int:
         """The id of the group called ``name`` (the list is fetched once and cached)."""
-        async with self._groups_lock:
-            if self._groups is None or name not in self._groups:
-                self._groups = await self._load_groups()
-            groups = self._groups
-        if name not in groups:
-            raise AdapterError(f"Zendesk has no group named {name!r}", retryable=False)
-        return groups[name]
+        return await self._groups.id_of(name)
 
     async def send(self, payload: dict[str, Any], *, effect_key: str) -> Sent:
         """Carry out one helpdesk effect (note, reassign or close) or raise AdapterError."""
