@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -83,3 +84,18 @@ def transport_error(vendor: str, exc: httpx.TransportError) -> AdapterError:
     """A timeout or connection failure: always retryable. Only the class name is kept,
     because httpx's messages can carry the request URL (a credential for VictorOps)."""
     return AdapterError(f"{vendor} unreachable: {type(exc).__name__}", retryable=True)
+
+
+async def send_request(
+    client: httpx.AsyncClient, vendor: str, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """``client.request`` with its failures raised as a retryable AdapterError that names only
+    the exception class (never the URL, which can be a credential), its cause suppressed."""
+    try:
+        return await client.request(method, url, **kwargs)
+    except httpx.TransportError as exc:
+        raise transport_error(vendor, exc) from None
+    except httpx.RequestError as exc:
+        raise AdapterError(
+            f"{vendor} request failed: {type(exc).__name__}", retryable=True
+        ) from None

@@ -12,7 +12,7 @@ from ticketbridge.adapters.outbound.base import GroupDirectory, HelpdeskTicket, 
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
-    transport_error,
+    send_request,
 )
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.rules import Priority, Status
@@ -147,21 +147,16 @@ class FreshdeskApi:
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
         async with self._limiter:
-            try:
-                response = await self._client.request(
-                    method,
-                    self._base + path,
-                    json=json,
-                    params=params,
-                    auth=self._auth,
-                    headers={"Accept": "application/json"},
-                )
-            except httpx.TransportError as exc:
-                raise transport_error(VENDOR, exc) from None
-            except httpx.RequestError as exc:
-                raise AdapterError(
-                    f"{VENDOR} request failed: {type(exc).__name__}", retryable=True
-                ) from None
+            response = await send_request(
+                self._client,
+                VENDOR,
+                method,
+                self._base + path,
+                json=json,
+                params=params,
+                auth=self._auth,
+                headers={"Accept": "application/json"},
+            )
         error = classify_response(VENDOR, response)
         if error is not None:
             request_id = response.headers.get("x-request-id", "")

@@ -42,7 +42,7 @@ from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
     retry_after_of,
-    transport_error,
+    send_request,
 )
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 
@@ -300,16 +300,15 @@ class GitHubIssues:
         json: Any = None,
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        try:
-            response = await self._client.request(
-                method, self._repo + path, json=json, params=params, headers=self._headers
-            )
-        except httpx.TransportError as exc:
-            raise transport_error(VENDOR, exc) from None
-        except httpx.RequestError as exc:
-            raise AdapterError(
-                f"{VENDOR} request failed: {type(exc).__name__}", retryable=True
-            ) from None
+        response = await send_request(
+            self._client,
+            VENDOR,
+            method,
+            self._repo + path,
+            json=json,
+            params=params,
+            headers=self._headers,
+        )
         error = self._classify(response)
         if error is None:
             return response

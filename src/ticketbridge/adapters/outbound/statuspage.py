@@ -56,7 +56,7 @@ from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
     retry_after_of,
-    transport_error,
+    send_request,
 )
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.adapters.outbound.status_page import (
@@ -291,16 +291,15 @@ class AtlassianStatuspage:
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
         async with self._limiter:
-            try:
-                response = await self._client.request(
-                    method, self._base + path, json=json, params=params, headers=self._headers
-                )
-            except httpx.TransportError as exc:
-                raise transport_error(VENDOR, exc) from None
-            except httpx.RequestError as exc:
-                raise AdapterError(
-                    f"{VENDOR} request failed: {type(exc).__name__}", retryable=True
-                ) from None
+            response = await send_request(
+                self._client,
+                VENDOR,
+                method,
+                self._base + path,
+                json=json,
+                params=params,
+                headers=self._headers,
+            )
         code = response.status_code
         if code in RATE_LIMIT_STATUS:
             waited = retry_after_of(response) or 0.0

@@ -12,7 +12,7 @@ from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
     retry_after_of,
-    transport_error,
+    send_request,
 )
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.adapters.outbound.victorops import VictorOpsRest
@@ -95,14 +95,9 @@ class VictorOpsIncidentBridge:
         """Create the bridge incident; return its number, or raise AdapterError."""
         body = self.body(payload)
         async with self._limiter:
-            try:
-                response = await self._client.post(self._url, json=body, headers=self._headers)
-            except httpx.TransportError as exc:
-                raise transport_error(VENDOR, exc) from None
-            except httpx.RequestError as exc:
-                raise AdapterError(
-                    f"{VENDOR} request failed: {type(exc).__name__}", retryable=True
-                ) from None
+            response = await send_request(
+                self._client, VENDOR, "POST", self._url, json=body, headers=self._headers
+            )
         if response.status_code == 403:
             waited = retry_after_of(response) or 0.0
             raise AdapterError(
