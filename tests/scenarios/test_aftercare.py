@@ -257,11 +257,9 @@ async def test_without_github_or_statuspage_settings_these_effects_are_skipped(
         mock.route(host="vo.test").respond(200, json={"result": "success"})
         async with harness_factory() as h:
             body = {"ticket_tags": "system-wide,github-followup"}
-            await h.post_freshdesk(freshdesk_body_with(8, **body))
+            await h.post_freshdesk(freshdesk_body(8, **body))
             await h.post_freshdesk(
-                freshdesk_body_with(
-                    8, status="Resolved", triggered="{status:{from:2,to:4}}", **body
-                )
+                freshdesk_body(8, status="Resolved", triggered="{status:{from:2,to:4}}", **body)
             )
             await h.dispatcher.drain()
             view = await h.ticket(8)
@@ -270,10 +268,6 @@ async def test_without_github_or_statuspage_settings_these_effects_are_skipped(
     assert status[("github", "write_up")] == "skipped"
     assert status[("statuspage", "open")] == "skipped"
     assert status[("victorops", "page")] == "sent"
-
-
-def freshdesk_body_with(ticket_id: int, **extra: str) -> dict[str, Any]:
-    return freshdesk_body(ticket_id, **extra)
 
 
 async def test_no_github_or_statuspage_secret_in_logs_or_the_api(
