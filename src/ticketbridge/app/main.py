@@ -200,7 +200,7 @@ def create_app(
     # One registry per app (tests build many); nothing global, nothing at import time.
     app_metrics = Metrics()
     app.state.metrics = app_metrics
-    app.add_middleware(RequestContext, metrics=app_metrics)
+    app.add_middleware(RequestContext, metrics=app_metrics, direct=webhooks.DIRECT)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

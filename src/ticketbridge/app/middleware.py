@@ -1,12 +1,17 @@
-"""A pure-ASGI middleware: request id, bound log context, one canonical line per request."""
+"""A pure-ASGI middleware: request id, bound log context, one canonical line per request,
+and the webhook routes' direct path."""
 
 from __future__ import annotations
 
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import NamedTuple
 
 import structlog
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketbridge.app.metrics import Metrics
@@ -26,10 +31,31 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class DirectRoute(NamedTuple):
+    """``scope["route"]`` for a request served directly: its template, as a route's."""
+
+    path: str
+
+
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    """``direct`` maps a POST path to the endpoint that serves it without the router's stack
+    (exception and exit-stack middleware, route matching, dependency solving): on a webhook
+    that stack cost more than the endpoint itself. Such an endpoint takes the request alone,
+    handles its own errors and returns the response; its route stays registered with the app
+    for the OpenAPI document and for other methods (405)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics | None = None,
+        direct: Mapping[str, Endpoint] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.direct = dict(direct or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +79,13 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            endpoint = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
+            if endpoint is None:
+                await self.app(scope, receive, send_with_id)
+            else:
+                scope["route"] = DirectRoute(scope["path"])
+                response = await endpoint(Request(scope, receive, send_with_id))
+                await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             if self.metrics is not None:
