@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import PostgresServer
 from tests.fakes.victorops import FakeVictorOps, Fault
 from tests.fault.process import TicketbridgeProcess
 
@@ -33,7 +34,10 @@ def webhook(ticket: int) -> bytes:
 
 
 @pytest.mark.fault
+@pytest.mark.parametrize("store_backend", ["sqlite", "postgresql"])
 def test_sigterm_drains_and_nothing_acknowledged_is_lost(
+    store_backend: str,
+    request: pytest.FixtureRequest,
     fake_victorops: FakeVictorOps,
     ticketbridge_process: Callable[..., TicketbridgeProcess],
     tmp_path: Path,
@@ -41,8 +45,16 @@ def test_sigterm_drains_and_nothing_acknowledged_is_lost(
     vo = fake_victorops
     # Every page takes 0.3 s to answer, so a SIGTERM finds deliveries in flight.
     vo.schedule(*[Fault(status=200, delay=0.3, act=True) for _ in range(TICKETS)])
+    if store_backend == "postgresql":
+        # The database clock's sync loop runs only here: shutdown must end it too.
+        server_pg: PostgresServer = request.getfixturevalue("postgresql_server")
+        name = server_pg.migrated()
+        request.addfinalizer(lambda: server_pg.drop(name))
+        database_url = server_pg.url(name)
+    else:
+        database_url = f"sqlite:///{tmp_path / 'tb.db'}"
     server = ticketbridge_process(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'tb.db'}",
+        DATABASE_URL=database_url,
         FRESHDESK__WEBHOOK_SECRETS="s",
         VICTOROPS__REST_URL=vo.rest_url(),
         LOG_LEVEL="warning",

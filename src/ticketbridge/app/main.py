@@ -163,8 +163,12 @@ def create_app(
             if start_workers
             else []
         )
-        if db_clock is not None:
-            tasks.append(asyncio.create_task(_keep_in_sync(db_clock, svc.run_db)))
+        # Runs until cancelled at shutdown (awaiting it with the workers would never end).
+        clock_sync = (
+            asyncio.create_task(_keep_in_sync(db_clock, svc.run_db))
+            if db_clock is not None
+            else None
+        )
         wakeups = None
         conninfo = svc.store.listen_conninfo()
         if start_workers and conninfo is not None:
@@ -179,6 +183,10 @@ def create_app(
         try:
             yield
         finally:
+            if clock_sync is not None:
+                clock_sync.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await clock_sync
             if wakeups is not None:
                 await asyncio.to_thread(wakeups.stop)
             if tasks:
