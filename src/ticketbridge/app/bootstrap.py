@@ -21,12 +21,12 @@ from ticketbridge.adapters.outbound.victorops_bridge import (
 )
 from ticketbridge.adapters.outbound.zendesk import STATUS_NAMES as ZENDESK_STATUS_NAMES
 from ticketbridge.adapters.outbound.zendesk import ZendeskApi
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.sql import Store, UnitOfWork
 from ticketbridge.app.clock import Clock, DatabaseClock, SystemClock
 from ticketbridge.app.dispatcher import Sender
 from ticketbridge.app.guard import TicketReader
 from ticketbridge.app.policy import load_policy
-from ticketbridge.app.service import PolicyBook, ingest
+from ticketbridge.app.service import Incoming, IngestResult, PolicyBook, ingest, ingest_many
 from ticketbridge.app.settings import Settings
 from ticketbridge.app.writer import GroupCommit
 from ticketbridge.rules import EventKind, Policy, TicketEvent
@@ -59,6 +59,11 @@ class Services:
     def __post_init__(self) -> None:
         self.policies = PolicyBook(self.policy)
         self.writer = GroupCommit(store=self.store, run_db=self.run_db)
+
+    def ingest_many(self, uow: UnitOfWork, items: list[Incoming]) -> list[IngestResult]:
+        """``service.ingest_many`` under this service's policies (the webhooks' group-commit
+        job: see ``GroupCommit.submit_many``)."""
+        return ingest_many(uow, items, policies=self.policies)
 
     async def run_db(self, fn: Callable[[], T]) -> T:
         """Run a blocking store call in a worker thread (one writer at a time on SQLite)."""

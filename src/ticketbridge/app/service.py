@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
 
-from ticketbridge.adapters.store.sql import OutboxRow, Store, UnitOfWork
+from ticketbridge.adapters.store.sql import LeasePlan, OutboxRow, RawJSON, Store, UnitOfWork
 from ticketbridge.rules import Decision, Policy, TicketEvent, TicketState, decide
 from ticketbridge.rules.model import ADMIN_EVENTS, TimerKind
 from ticketbridge.rules.timers import on_timer
@@ -72,31 +73,15 @@ def effect_rows(source: str, ticket_id: str, decision: Decision) -> list[dict[st
     ]
 
 
-def commit_decision(
-    uow: UnitOfWork,
-    source: str,
-    ticket_id: str,
-    decision: Decision,
-    *,
-    at: float,
-    lease: tuple[str, float] | None = None,
-) -> list[OutboxRow]:
-    """Write a decision: the state, its effects (once each) and its timer changes."""
-    uow.save_ticket(source, ticket_id, decision.state.model_dump(mode="json"), at)
-    uow.set_timers(
-        source,
-        ticket_id,
-        [
-            (c.kind.value, c.due.timestamp() if c.due is not None else None, c.rule)
-            for c in decision.timers
-        ],
-        at=at,
-    )
-    return uow.enqueue(
-        effect_rows(source, ticket_id, decision),
-        at=at,
-        lease=lease,
-    )
+@dataclass(frozen=True)
+class Incoming:
+    """One received event, for ``ingest_many``; with ``lease`` its effects that may go out at
+    once come back leased to the caller (see ``UnitOfWork.enqueue``)."""
+
+    event: TicketEvent
+    dedup_key: str
+    now: datetime
+    lease: tuple[str, float] | None = None
 
 
 def ingest(
@@ -116,42 +101,103 @@ def ingest_in(
     policies: PolicyBook,
     lease: tuple[str, float] | None = None,
 ) -> IngestResult:
-    """``ingest`` inside a transaction the caller commits; with ``lease`` its effects come
-    back leased to the caller, to send at once (see ``UnitOfWork.enqueue``)."""
-    at = now.timestamp()
-    src, tid = event.source, event.ticket_id
-    if event.kind in ADMIN_EVENTS and uow.load_ticket(src, tid) is None:
-        raise UnknownTicket(f"no ticket {src}/{tid}")
-    inbox_id = uow.add_inbox(
-        source=src,
-        dedup_key=dedup_key,
-        ticket_id=tid,
-        event=event.model_dump(mode="json"),
-        at=at,
+    """``ingest`` inside a transaction the caller commits. An admin event (follow-up,
+    system-wide) for a ticket never seen raises ``UnknownTicket``."""
+    if event.kind in ADMIN_EVENTS and uow.load_ticket(event.source, event.ticket_id) is None:
+        raise UnknownTicket(f"no ticket {event.source}/{event.ticket_id}")
+    return ingest_many(uow, [Incoming(event, dedup_key, now, lease)], policies=policies)[0]
+
+
+def ingest_many(
+    uow: UnitOfWork, items: Sequence[Incoming], *, policies: PolicyBook
+) -> list[IngestResult]:
+    """Ingest ``items`` in order inside a transaction the caller commits: the same outcome as
+    one ``ingest_in`` after another, written with a few set-wise statements for the whole list
+    (on PostgreSQL one round trip each, whatever the list's length).
+
+    Bookkeeping times (``updated_at`` of tickets and timers) take the latest ``now`` among
+    the items; what the rules and the dispatcher use (inbox, timeline, effects) keeps each
+    item's own.
+    """
+    inbox_ids = uow.add_inbox_many(
+        [
+            {
+                "source": item.event.source,
+                "dedup_key": item.dedup_key,
+                "ticket_id": item.event.ticket_id,
+                "at": item.now.timestamp(),
+                "event": RawJSON(item.event.model_dump_json()),
+            }
+            for item in items
+        ]
     )
-    if inbox_id is None:
-        return IngestResult("duplicate", 0)
-    raw_state = uow.load_ticket(src, tid)
-    state = TicketState.model_validate(raw_state) if raw_state is not None else None
-    policy = policies.current if state is None else policies.pinned(uow, state.policy)
-    decision = decide(state, event, now=now, policy=policy)
-    # The timeline's "received", "opened" and "decided" entries are read back from the inbox,
-    # the state and the outbox; only what exists nowhere else is written to it.
-    kind = "stale" if decision.stale else "note"
-    uow.add_timeline_many([(src, tid, at, kind, {"note": note}) for note in decision.notes])
-    if decision.stale:
-        uow.mark_inbox(inbox_id, "stale")
-        return IngestResult("stale", 0)
-    inserted = commit_decision(uow, src, tid, decision, at=at, lease=lease)
-    armed = [c.due.timestamp() for c in decision.timers if c.due is not None]
-    if armed or len(inserted) > sum(row.lease_token == 1 for row in inserted):
+    fresh = [item for item, inbox_id in zip(items, inbox_ids, strict=True) if inbox_id]
+    stored = uow.lock_tickets([(i.event.source, i.event.ticket_id) for i in fresh])
+    states: dict[tuple[str, str], TicketState] = {
+        key: TicketState.model_validate(raw) for key, raw in stored.items()
+    }
+    leases = LeasePlan(
+        uow.open_targets(list(stored)) if stored and any(i.lease for i in fresh) else set()
+    )
+    latest = max((item.now.timestamp() for item in items), default=0.0)
+    changed: dict[tuple[str, str], TicketState] = {}
+    timer_changes: list[tuple[str, str, str, float | None, str]] = []
+    notes: list[tuple[str, str, float, str, dict[str, Any]]] = []
+    effects: list[tuple[dict[str, Any], float, bool]] = []
+    # Per item: its outcome, then (first, end) of its effects in ``effects`` and its earliest
+    # armed timer.
+    plans: list[tuple[Literal["accepted", "duplicate", "stale"], int, int, float | None]] = []
+    for item, inbox_id in zip(items, inbox_ids, strict=True):
+        if inbox_id is None:
+            plans.append(("duplicate", 0, 0, None))
+            continue
+        event, at = item.event, item.now.timestamp()
+        key = src, tid = event.source, event.ticket_id
+        state = states.get(key)
+        policy = policies.current if state is None else policies.pinned(uow, state.policy)
+        decision = decide(state, event, now=item.now, policy=policy)
+        # The timeline's "received", "opened" and "decided" entries are read back from the
+        # inbox, the state and the outbox; only what exists nowhere else is written to it.
+        kind = "stale" if decision.stale else "note"
+        notes.extend((src, tid, at, kind, {"note": note}) for note in decision.notes)
+        if decision.stale:
+            uow.mark_inbox(inbox_id, "stale")
+            plans.append(("stale", 0, 0, None))
+            continue
+        states[key] = changed[key] = decision.state
+        timer_changes.extend(
+            (src, tid, c.kind.value, c.due.timestamp() if c.due is not None else None, c.rule)
+            for c in decision.timers
+        )
+        first = len(effects)
+        effects.extend(
+            (row, at, item.lease is not None and leases.take(row))
+            for row in effect_rows(src, tid, decision)
+        )
+        armed = [c.due.timestamp() for c in decision.timers if c.due is not None]
+        plans.append(("accepted", first, len(effects), min(armed, default=None)))
+    uow.save_tickets(
+        [(s, t, RawJSON(state.model_dump_json())) for (s, t), state in changed.items()],
+        at=latest,
+    )
+    uow.set_timers_many(timer_changes, at=latest)
+    uow.add_timeline_many(notes)
+    lease = next((item.lease for item in items if item.lease is not None), None)
+    inserted = uow.insert_effects(effects, lease=lease)
+    results = []
+    for outcome, first, end, earliest in plans:
+        rows = [row for row in inserted[first:end] if row is not None]
+        results.append(
+            IngestResult(
+                outcome,
+                len(rows),
+                earliest,
+                tuple(row for row in rows if row.lease_token == 1),
+            )
+        )
+    if any(r.earliest_timer is not None or r.effects > len(r.leased) for r in results):
         uow.announce()  # work another replica may take: wake them all at commit
-    return IngestResult(
-        "accepted",
-        len(inserted),
-        min(armed) if armed else None,
-        tuple(row for row in inserted if row.lease_token == 1),
-    )
+    return results
 
 
 @dataclass(frozen=True)

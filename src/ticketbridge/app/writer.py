@@ -14,15 +14,51 @@ import structlog
 from ticketbridge.adapters.store.sql import Store, UnitOfWork
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 log = structlog.get_logger("ticketbridge.writer")
 
 
-class _Job(Generic[T]):
-    __slots__ = ("fn", "future")
+Many = Callable[[UnitOfWork, list[Any]], list[Any]]
 
-    def __init__(self, fn: Callable[[UnitOfWork], T], future: asyncio.Future[T]) -> None:
+
+class _Job(Generic[T]):
+    """A write: ``fn(uow)``, or ``item`` for ``many`` (run with its neighbours' items)."""
+
+    __slots__ = ("fn", "future", "item", "many")
+
+    def __init__(
+        self,
+        fn: Callable[[UnitOfWork], T] | None,
+        future: asyncio.Future[T],
+        many: Many | None = None,
+        item: Any = None,
+    ) -> None:
         self.fn = fn
         self.future = future
+        self.many = many
+        self.item = item
+
+
+def _run_jobs(uow: UnitOfWork, batch: list[_Job[Any]]) -> list[Any]:
+    """Each job's result, in order; neighbouring jobs of the same ``many`` run as one call."""
+    results: list[Any] = []
+    start = 0
+    while start < len(batch):
+        job = batch[start]
+        if job.many is None:
+            assert job.fn is not None
+            results.append(job.fn(uow))
+            start += 1
+            continue
+        end = start + 1
+        while end < len(batch) and batch[end].many == job.many:  # bound methods: ==
+            end += 1
+        found = job.many(uow, [j.item for j in batch[start:end]])
+        if len(found) != end - start:
+            raise RuntimeError("a batched write returned the wrong number of results")
+        results.extend(found)
+        start = end
+    return results
 
 
 class GroupCommit:
@@ -43,10 +79,23 @@ class GroupCommit:
 
     async def submit(self, fn: Callable[[UnitOfWork], T]) -> T:
         """Run ``fn`` in a transaction shared with other jobs; return once it committed."""
+        return await self._enqueue(fn, None, None)
+
+    async def submit_many(
+        self, many: Callable[[UnitOfWork, list[ItemT]], list[T]], item: ItemT
+    ) -> T:
+        """Like ``submit`` for ``many(uow, [item])``; the items of neighbouring jobs with the
+        same ``many`` are passed in one call (e.g. to write them set-wise), each caller
+        getting its own item's result."""
+        return await self._enqueue(None, many, item)
+
+    async def _enqueue(
+        self, fn: Callable[[UnitOfWork], T] | None, many: Many | None, item: Any
+    ) -> T:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(fn, future))
+        await self._queue.put(_Job(fn, future, many, item))
         return await future
 
     async def close(self) -> None:
@@ -81,7 +130,7 @@ class GroupCommit:
     def _commit(self, batch: list[_Job[Any]]) -> list[tuple[bool, Any]]:
         try:
             with self._store.unit_of_work() as uow:
-                return [(True, job.fn(uow)) for job in batch]
+                return [(True, value) for value in _run_jobs(uow, batch)]
         except Exception:
             if len(batch) == 1:
                 raise
@@ -90,7 +139,7 @@ class GroupCommit:
         for job in batch:
             try:
                 with self._store.unit_of_work() as uow:
-                    outcomes.append((True, job.fn(uow)))
+                    outcomes.append((True, _run_jobs(uow, [job])[0]))
             except Exception as exc:
                 outcomes.append((False, exc))
         return outcomes

@@ -137,6 +137,13 @@ def _statements(dialect: str) -> _Statements:
     return _Statements(dialect)
 
 
+class RawJSON(str):
+    """JSON text already serialised (pydantic's ``model_dump_json``): a hot-path statement
+    writes it to its JSON column as it is instead of encoding a dict again."""
+
+    __slots__ = ()
+
+
 _CALLER = object()  # in a _Fast plan: the caller supplies this parameter's value
 # The columns the hot paths' INSERTs give (the rest take their defaults).
 _INBOX_KEYS = ("source", "dedup_key", "ticket_id", "received_at", "outcome", "event")
@@ -184,7 +191,7 @@ class _Fast:
         out = []
         for name, process, literal in self._plan:
             value = values[name] if literal is _CALLER else literal
-            out.append(value if process is None else process(value))
+            out.append(value if process is None or type(value) is RawJSON else process(value))
         if self._positional:
             return tuple(out)
         return dict(zip((name for name, _, _ in self._plan), out, strict=True))
@@ -268,6 +275,15 @@ class _Statements:
             )
             .limit(1)
         )
+        self.open_targets = (
+            sa.select(outbox.c.target)
+            .where(
+                outbox.c.source == b("b_source"),
+                outbox.c.ticket_id == b("b_ticket"),
+                sa.or_(*(outbox.c.status == state for state in OPEN_STATES)),
+            )
+            .distinct()
+        )
         arm = insert(timers)
         self.arm_timer = arm.on_conflict_do_update(
             index_elements=["source", "ticket_id", "kind"],
@@ -326,6 +342,24 @@ class _Statements:
         )
 
 
+class LeasePlan:
+    """Which new effects may go out at once (leased to the caller): those whose ticket has no
+    open effect on their target, neither in the store nor earlier among the new ones."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self, open_targets: set[tuple[str, str, str]]) -> None:
+        self._open = open_targets
+
+    def take(self, row: Mapping[str, Any]) -> bool:
+        """Whether ``row`` (an effect about to be inserted) may be leased; it is open after."""
+        key = (row["source"], row["ticket_id"], row["target"])
+        if key in self._open:
+            return False
+        self._open.add(key)
+        return True
+
+
 class UnitOfWork:
     """One transaction's worth of writes for one webhook or timer."""
 
@@ -341,15 +375,18 @@ class UnitOfWork:
             self._cursor.close()
             self._cursor = None
 
+    def _dbapi_cursor(self) -> Any:
+        if self._cursor is None:
+            self._cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self._cursor
+
     def _run(
         self, name: str, values: Mapping[str, Any], keys: Sequence[str] | None = None
     ) -> tuple[_Fast, Any]:
         """Execute the hot-path statement ``name`` (see ``_Fast``) with ``values``."""
         fast = self._fast.get(name, keys)
         params = fast.params(values)
-        if self._cursor is None:
-            self._cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor = self._cursor
+        cursor = self._dbapi_cursor()
         try:
             cursor.execute(fast.sql, params)
         except Exception as exc:
@@ -365,15 +402,39 @@ class UnitOfWork:
         """Execute ``name`` once per row (``executemany``); the rows it changed."""
         fast = self._fast.get(name, keys)
         params = [fast.params(row) for row in rows]
-        if self._cursor is None:
-            self._cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor = self._cursor
+        cursor = self._dbapi_cursor()
         try:
             cursor.executemany(fast.sql, params)
         except Exception as exc:
             self._cursor = None
             self.conn._handle_dbapi_exception(exc, fast.sql, params, cursor, None)
         return int(cursor.rowcount)
+
+    def _run_each(
+        self, name: str, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
+    ) -> list[list[tuple[Any, ...]]]:
+        """Execute ``name`` once per row and return what each execution returned, in order.
+
+        On PostgreSQL this is one ``executemany(returning=True)``, which psycopg pipelines:
+        one round trip for the whole list instead of one per row. SQLite runs in process, so
+        there each row is simply executed in turn.
+        """
+        if not rows:
+            return []
+        fast = self._fast.get(name, keys)
+        if not self._pg:
+            return [fast.rows(self._run(name, row, keys)[1]) for row in rows]
+        params = [fast.params(row) for row in rows]
+        cursor = self._dbapi_cursor()
+        try:
+            cursor.executemany(fast.sql, params, returning=True)
+        except Exception as exc:
+            self._cursor = None
+            self.conn._handle_dbapi_exception(exc, fast.sql, params, cursor, None)
+        found = [fast.rows(cursor)]
+        while cursor.nextset():
+            found.append(fast.rows(cursor))
+        return found
 
     def announce(self) -> None:
         """Tell every listening replica, at commit, that there is new work (PostgreSQL)."""
@@ -402,6 +463,26 @@ class UnitOfWork:
         found = fast.rows(cursor)
         return int(found[0][0]) if found else None
 
+    def add_inbox_many(self, rows: Sequence[Mapping[str, Any]]) -> list[int | None]:
+        """``add_inbox`` for each of ``rows`` (dicts of its arguments), in order: each one's
+        id, or None for a (source, dedup_key) already recorded (earlier in ``rows`` too)."""
+        found = self._run_each(
+            "add_inbox",
+            [
+                {
+                    "source": row["source"],
+                    "dedup_key": row["dedup_key"],
+                    "ticket_id": row["ticket_id"],
+                    "received_at": row["at"],
+                    "outcome": "accepted",
+                    "event": row["event"],
+                }
+                for row in rows
+            ],
+            _INBOX_KEYS,
+        )
+        return [int(f[0][0]) if f else None for f in found]
+
     def mark_inbox(self, inbox_id: int, outcome: str) -> None:
         self._run("mark_inbox", {"b_id": inbox_id, "b_outcome": outcome})
 
@@ -409,6 +490,27 @@ class UnitOfWork:
         fast, cursor = self._run("load_ticket", {"b_source": source, "b_ticket": ticket_id})
         found = fast.rows(cursor)
         return dict(found[0][0]) if found else None
+
+    def lock_tickets(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The states of the tickets ``keys`` that exist, by ``(source, ticket_id)``; on
+        PostgreSQL locked (FOR UPDATE) one by one in key order, so that transactions sharing
+        tickets take their locks in the same order."""
+        ordered = sorted(set(keys))
+        found = self._run_each("load_ticket", [{"b_source": s, "b_ticket": t} for s, t in ordered])
+        return {key: dict(rows[0][0]) for key, rows in zip(ordered, found, strict=True) if rows}
+
+    def open_targets(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str, str]]:
+        """``(source, ticket_id, target)`` for every target on which one of the tickets
+        ``keys`` has an open (pending or retrying) effect."""
+        ordered = sorted(set(keys))
+        found = self._run_each("open_targets", [{"b_source": s, "b_ticket": t} for s, t in ordered])
+        return {
+            (source, ticket_id, target)
+            for (source, ticket_id), rows in zip(ordered, found, strict=True)
+            for (target,) in rows
+        }
 
     def save_ticket(self, source: str, ticket_id: str, state: dict[str, Any], at: float) -> None:
         row = {"source": source, "ticket_id": ticket_id, "state": state, "updated_at": at}
@@ -446,12 +548,24 @@ class UnitOfWork:
         on its target is inserted already leased to ``owner`` (``lease_token`` 1): the caller
         sends it at once, without a claim. The others wait for a claim, in order.
         """
-        inserted: list[OutboxRow] = []
-        for row in rows:
-            leased = lease is not None and not self.has_open_effect(
-                row["source"], row["ticket_id"], row["target"]
-            )
-            values = {
+        if lease is None:
+            inserted = self.insert_effects([(row, at, False) for row in rows])
+        else:
+            plan = LeasePlan(self.open_targets([(r["source"], r["ticket_id"]) for r in rows]))
+            inserted = self.insert_effects([(row, at, plan.take(row)) for row in rows], lease=lease)
+        return [row for row in inserted if row is not None]
+
+    def insert_effects(
+        self,
+        rows: Sequence[tuple[Mapping[str, Any], float, bool]],
+        *,
+        lease: tuple[str, float] | None = None,
+    ) -> list[OutboxRow | None]:
+        """Insert ``(effect, at, leased)`` rows, in order (one round trip on PostgreSQL); for
+        each the inserted row, or None where its key was already present. A row with
+        ``leased`` true is inserted leased to ``lease``'s owner (see ``enqueue``)."""
+        values = [
+            {
                 **row,
                 "status": PENDING,
                 "attempts": 0,
@@ -460,25 +574,29 @@ class UnitOfWork:
                 "updated_at": at,
                 "lease_owner": lease[0] if leased and lease else None,
                 "lease_expires_at": lease[1] if leased and lease else None,
-                "lease_token": 1 if leased else 0,
+                "lease_token": 1 if leased and lease else 0,
             }
-            fast, cursor = self._run("enqueue", values, tuple(values))
-            found = fast.rows(cursor)
-            if found:
-                inserted.append(
-                    OutboxRow(
-                        id=int(found[0][0]),
-                        key=row["key"],
-                        target=row["target"],
-                        kind=row["kind"],
-                        source=row["source"],
-                        ticket_id=row["ticket_id"],
-                        payload=row["payload"],
-                        attempts=0,
-                        lease_token=values["lease_token"],
-                    )
-                )
-        return inserted
+            for row, at, leased in rows
+        ]
+        if not values:
+            return []
+        found = self._run_each("enqueue", values, tuple(values[0]))
+        return [
+            OutboxRow(
+                id=int(ids[0][0]),
+                key=value["key"],
+                target=value["target"],
+                kind=value["kind"],
+                source=value["source"],
+                ticket_id=value["ticket_id"],
+                payload=value["payload"],
+                attempts=0,
+                lease_token=value["lease_token"],
+            )
+            if ids
+            else None
+            for value, ids in zip(values, found, strict=True)
+        ]
 
     def has_open_effect(self, source: str, ticket_id: str, target: str) -> bool:
         """Whether the ticket has an open (pending or retrying) effect on ``target``."""
@@ -551,15 +669,18 @@ class UnitOfWork:
                 found[(source, row.ticket_id)] = dict(row.state)
         return found
 
-    def save_tickets(self, states: Sequence[tuple[str, str, dict[str, Any]]], *, at: float) -> None:
+    def save_tickets(
+        self, states: Sequence[tuple[str, str, dict[str, Any] | RawJSON]], *, at: float
+    ) -> None:
         """Upsert ``(source, ticket_id, state)`` rows in one statement."""
         if states:
-            self.conn.execute(
-                self._sql.save_ticket,
+            self._run_many(
+                "save_ticket",
                 [
                     {"source": s, "ticket_id": t, "state": st, "updated_at": at}
                     for s, t, st in states
                 ],
+                _TICKET_KEYS,
             )
 
     def mark_timers_fired(self, fired: Sequence[tuple[int, float]], *, at: float) -> None:

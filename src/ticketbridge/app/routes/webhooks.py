@@ -17,7 +17,7 @@ from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.deps import services_of
 from ticketbridge.app.metrics import metrics_of
 from ticketbridge.app.schemas import ErrorBody, WebhookAccepted
-from ticketbridge.app.service import ingest_in
+from ticketbridge.app.service import Incoming
 from ticketbridge.rules.model import TicketEvent
 
 router = APIRouter(tags=["webhooks"])
@@ -220,15 +220,8 @@ async def ingest_and_answer(
     dispatcher = request.app.state.dispatcher
     lease = dispatcher.lease(now.timestamp()) if services.fast_path else None
     try:
-        result = await services.writer.submit(
-            lambda uow: ingest_in(
-                uow,
-                event=event,
-                dedup_key=dedup_key,
-                now=now,
-                policies=services.policies,
-                lease=lease,
-            )
+        result = await services.writer.submit_many(
+            services.ingest_many, Incoming(event, dedup_key, now, lease)
         )
     except StoreUnavailable as exc:
         log.error("webhook.store_unavailable", source=route, error=str(exc))
