@@ -24,6 +24,7 @@ from ticketbridge.adapters.store.schema import DEAD, PENDING, RETRYING, SENT, SK
 from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable, UnitOfWork
 from ticketbridge.app.clock import Clock
 from ticketbridge.app.settings import DispatchSettings
+from ticketbridge.app.writer import GroupCommit
 
 log = structlog.get_logger("ticketbridge.dispatcher")
 
@@ -82,11 +83,22 @@ def follow_ups(row: OutboxRow, info: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def record_outcome(uow: UnitOfWork, row: OutboxRow, outcome: dict[str, Any]) -> tuple[bool, bool]:
-    """``finish_effect``, then (if the lease held) whether another open effect of the same
-    ticket and target is waiting: ``(kept, waiting)``."""
-    kept = uow.finish_effect(row, **outcome)
-    return kept, kept and uow.has_open_effect(row.source, row.ticket_id, row.target)
+def record_outcomes(
+    uow: UnitOfWork, items: list[tuple[OutboxRow, dict[str, Any]]]
+) -> list[tuple[bool, bool]]:
+    """For each ``(row, outcome)``: ``finish_effect``, then (if the lease held) whether an open
+    effect of the same ticket and target is waiting: ``(kept, waiting)``. Set-wise: one
+    statement for the outcomes, one for what is still open."""
+    kept = uow.finish_effects(
+        [(row, outcome, outcome.get("follow_ups", ())) for row, outcome in items]
+    )
+    still_open = uow.open_targets(
+        [(row.source, row.ticket_id) for (row, _), ok in zip(items, kept, strict=True) if ok]
+    )
+    return [
+        (ok, ok and (row.source, row.ticket_id, row.target) in still_open)
+        for (row, _), ok in zip(items, kept, strict=True)
+    ]
 
 
 def row_status(row: OutboxRow) -> str:
@@ -103,14 +115,14 @@ class Dispatcher:
         settings: DispatchSettings,
         run_db: Callable[..., Awaitable[Any]],
         guard: Guard | None = None,
-        write: Callable[[Callable[[UnitOfWork], Any]], Awaitable[Any]] | None = None,
+        writer: GroupCommit | None = None,
         on_outcome: Callable[[str, str], None] | None = None,
         on_breach: Callable[[str, str], None] | None = None,
     ) -> None:
         self._on_breach = on_breach  # (commitment kind, priority) found missed at delivery
         self._guard = guard
         self._on_outcome = on_outcome  # (target, sent|retrying|dead|skipped), once recorded
-        self._write = write
+        self._writer = writer
         self._store = store
         self._senders = senders
         self._clock = clock
@@ -386,8 +398,8 @@ class Dispatcher:
         }
         kept: bool
         waiting: bool
-        if self._write is not None:  # shares a transaction with webhooks being committed
-            kept, waiting = await self._write(lambda uow: record_outcome(uow, row, outcome))
+        if self._writer is not None:  # shares a transaction with webhooks being committed
+            kept, waiting = await self._writer.submit_many(record_outcomes, (row, outcome))
         else:
             kept, waiting = await self._run_db(lambda: self._record_alone(row, outcome))
         if not kept:
@@ -398,4 +410,4 @@ class Dispatcher:
 
     def _record_alone(self, row: OutboxRow, outcome: dict[str, Any]) -> tuple[bool, bool]:
         with self._store.unit_of_work() as uow:
-            return record_outcome(uow, row, outcome)
+            return record_outcomes(uow, [(row, outcome)])[0]

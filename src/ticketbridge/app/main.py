@@ -133,7 +133,7 @@ def create_app(
             settings=cfg.dispatch,
             run_db=svc.run_db,
             guard=guard,
-            write=svc.writer.submit,
+            writer=svc.writer,
             on_outcome=app_metrics.effect,
             on_breach=app_metrics.breach,
         )

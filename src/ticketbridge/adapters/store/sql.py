@@ -332,6 +332,7 @@ class _Statements:
                 next_attempt_at=sa.func.coalesce(b("next_attempt_at"), outbox.c.next_attempt_at),
                 result=sa.func.coalesce(b("result", type_=sa.JSON), outbox.c.result),
             )
+            .returning(outbox.c.id)
         )
         # PostgreSQL delivers a NOTIFY at commit (and once per transaction): every replica
         # listening wakes its workers instead of waiting for a poll.
@@ -729,22 +730,43 @@ class UnitOfWork:
         """Record an attempt's outcome and enqueue its follow-ups; False (nothing written) if
         the lease was lost, i.e. the fencing token moved on."""
         values: dict[str, Any] = {
-            "b_id": row.id,
-            "b_token": row.lease_token,
             "status": status,
+            "now": now,
             "attempts": attempts,
-            "last_code": code,
-            "last_error": error,
-            "updated_at": now,
+            "code": code,
+            "error": error,
             "next_attempt_at": next_attempt_at,
             "result": result,
         }
-        _, updated = self._run("finish_effect", values)
-        if updated.rowcount != 1:
-            return False
-        if follow_ups:
-            self.enqueue(follow_ups, at=now)
-        return True
+        return self.finish_effects([(row, values, follow_ups)])[0]
+
+    def finish_effects(
+        self, items: Sequence[tuple[OutboxRow, Mapping[str, Any], Sequence[dict[str, Any]]]]
+    ) -> list[bool]:
+        """``finish_effect`` for each ``(row, outcome, follow_ups)``, in order (one round trip
+        on PostgreSQL for the outcomes); ``outcome`` holds ``finish_effect``'s keywords."""
+        found = self._run_each(
+            "finish_effect",
+            [
+                {
+                    "b_id": row.id,
+                    "b_token": row.lease_token,
+                    "status": outcome["status"],
+                    "attempts": outcome["attempts"],
+                    "last_code": outcome.get("code"),
+                    "last_error": outcome.get("error"),
+                    "updated_at": outcome["now"],
+                    "next_attempt_at": outcome.get("next_attempt_at"),
+                    "result": outcome.get("result"),
+                }
+                for row, outcome, _ in items
+            ],
+        )
+        kept = [bool(rows) for rows in found]
+        for (_, outcome, follow_ups), ok in zip(items, kept, strict=True):
+            if ok and follow_ups:
+                self.enqueue(follow_ups, at=outcome["now"])
+        return kept
 
     def due_timers(self, *, now: float, limit: int) -> list[DueTimer]:
         """Pending timers due at ``now``, earliest first, locked for this transaction.
