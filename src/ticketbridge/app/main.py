@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -153,10 +152,6 @@ def create_app(
         app.state.dispatcher = dispatcher
         app.state.scheduler = scheduler
         _warn_about_settings(svc)
-        # What start-up built (modules, settings, policy, compiled statements) lives as long
-        # as the process: out of the collector's reach, a full collection no longer walks it
-        # (about a twentieth of a webhook's CPU went to collections that found nothing).
-        gc.freeze()
         log.info(
             "service.started",
             database=redact_url(svc.store.url),
