@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # CONTAINER_SMOKE=/path/to/shared/tools/container-smoke.
 CONTAINER_SMOKE ?= ../shared/tools/container-smoke
 
-.PHONY: run test lint typecheck unit container-smoke fault bench openapi clean
+.PHONY: run test lint typecheck unit container-smoke fault bench bench-timers bench-replicas openapi clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,8 +42,14 @@ container-smoke:  ## build the image and check that it serves
 	@if command -v buildah >/dev/null; then \
 	  echo "container-smoke: image size $$(buildah images --format '{{.Size}}' localhost/smoke-under-test:latest)"; fi
 
-bench: $(STAMP)
+bench: $(STAMP)  ## ingest throughput and webhook-to-page latency (SQLite), ~2 min
 	$(BIN)/python bench/run.py
+
+bench-timers: $(STAMP)  ## 100,000 pending timers, 10,000 due in one second, ~2 min
+	$(BIN)/python bench/timers.py
+
+bench-replicas: $(STAMP)  ## PostgreSQL, one replica and two, beside SQLite, ~2 min
+	$(BIN)/python bench/replicas.py
 
 openapi: $(STAMP)
 	$(BIN)/ticketbridge openapi --output openapi.yaml
