@@ -11,9 +11,10 @@ import pytest
 import respx
 
 from tests.conftest import AppHarness, freshdesk_body, make_settings
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.sql import Announcement, Store
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.main import create_app
+from ticketbridge.app.wakeups import PgWakeups
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -49,3 +50,45 @@ async def test_a_commit_on_one_replica_wakes_the_dispatcher_of_another(
     replica_b.store.close()
     assert route.call_count == 1
     assert woke_in < 5.0, f"replica B sent the page {woke_in:.1f} s after the commit"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_replica_hears_the_others_announcements_and_not_its_own(store: Store) -> None:
+    """What a commit announces reaches the other replicas' listeners, decoded; the
+    announcing replica's own listener ignores it (its workers were woken directly)."""
+    other = Store(store.url)
+    heard: list[Announcement] = []
+    loop = asyncio.get_running_loop()
+    listener = PgWakeups(store.listen_conninfo() or "", heard.append, loop, store.is_own_backend)
+    listener.start()
+    try:
+        for _ in range(200):
+            if listener.listening.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert listener.listening.is_set()
+        await asyncio.sleep(0.1)
+        assert heard == [Announcement()]  # on (re)connecting: "look now"
+        heard.clear()
+        with store.unit_of_work() as uow:  # this replica: not heard by its own listener
+            uow.announce(timer=100.0, effects=0)
+        with other.unit_of_work() as uow:  # another replica: heard
+            uow.announce(timer=1795.5, effects=3)
+        with other.unit_of_work() as uow:
+            uow.announce()
+        for _ in range(100):
+            if len(heard) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # and nothing else arrives
+    finally:
+        await asyncio.to_thread(listener.stop)
+        other.close()
+    assert heard == [Announcement(timer=1795.5, effects=3), Announcement()]
+
+
+def test_an_announcement_survives_the_wire_and_garbage_says_nothing() -> None:
+    for said in (Announcement(), Announcement(12.5, 0), Announcement(None, 4)):
+        assert Announcement.decode(said.encode()) == said
+    for garbage in ("", "{", "[1, 2]", '{"timer": "soon", "effects": 1.5}', "null"):
+        assert Announcement.decode(garbage) == Announcement()

@@ -227,7 +227,10 @@ def run_scenario(
         return (
             set(unresolved) <= bridges(fake).keys()
             and set(unresolved) <= alerts(fake, "INFO").keys()
-            and all_resolved <= alerts(fake, "RECOVERY").keys()
+            # A resolved ticket recovers its incident if it was paged; one resolved before
+            # its page went out (the re-read saw it resolved) is never paged at all.
+            and {t for t in all_resolved if alerts(fake, "CRITICAL")[t]}
+            <= alerts(fake, "RECOVERY").keys()
         )
 
     vo.wait_until(arrived, timeout=ARRIVAL_TIMEOUT)
@@ -246,7 +249,9 @@ def run_scenario(
     info_missing = sorted(t for t in unresolved if info_counts[t] == 0)
     info_for_resolved = sorted(t for t in resolved if info_counts[t])
     info_for_resolved_while_down = sorted(t for t in resolved_while_down if info_counts[t])
-    not_recovered = sorted(t for t in all_resolved if not recovered[t])
+    paged = alerts(vo, "CRITICAL")
+    not_recovered = sorted(t for t in all_resolved if paged[t] and not recovered[t])
+    never_paged = sorted(t for t in all_resolved if not paged[t])
     pages_doubled = sorted(e for e, n in vo.incidents_opened().items() if n > 1)
     notes = helpdesk.notes()
     reassigned = Counter(
@@ -311,7 +316,8 @@ def run_scenario(
         f"{len(unresolved) - len(info_missing) - len(info_doubled)}/{len(unresolved)}, for "
         f"tickets resolved while down {len(info_for_resolved_while_down)}; helpdesk notes on "
         f"tickets resolved while down {sum(notes[t] for t in resolved_while_down)}; Medium "
-        f"reassigned {sum(1 for t in medium if reassigned[t] == 1)}/{MEDIUM}; total {total:.1f} s"
+        f"reassigned {sum(1 for t in medium if reassigned[t] == 1)}/{MEDIUM}; resolved before "
+        f"their page went out (never paged) {len(never_paged)}; total {total:.1f} s"
     )
     print(f"\n{figure}\n{detail}")
     record_property("figure", figure)
@@ -333,6 +339,8 @@ def run_scenario(
     assert not info_doubled, f"engagement INFO more than once for {info_doubled[:10]}"
     assert not info_for_resolved, f"engagement INFO for resolved {info_for_resolved[:10]}"
     assert not not_recovered, f"resolved tickets whose incident never recovered: {not_recovered}"
+    unpaged_open = sorted(t for t in unresolved if not paged[t])
+    assert not unpaged_open, f"open Urgent tickets never paged: {unpaged_open[:10]}"
     assert not pages_doubled, f"entities paged twice: {pages_doubled[:5]}"
     assert all(reassigned[t] == 1 for t in medium), f"Medium reassigns: {reassigned}"
     assert not problems, (

@@ -138,6 +138,10 @@ class Dispatcher:
         # every effect queued behind it. Elsewhere another replica may be committing one
         # concurrently: every delivery's end then looks again (see ``_done``).
         self._sees_all_writes = store.is_sqlite
+        # PostgreSQL: while the others' commits are heard (LISTEN), effects they leave for a
+        # claim announce themselves (``heard_others``) and a delivery's end need not look.
+        self._hears_others: Callable[[], bool] = lambda: False
+        self._recheck = False
         self._per_target: dict[str, asyncio.Semaphore] = {}
         self._wait = tenacity.wait_exponential_jitter(
             initial=settings.backoff_initial,
@@ -151,6 +155,17 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Look for due effects now (called after a webhook commits)."""
+        self._wake.set()
+
+    def listen(self, hearing: Callable[[], bool]) -> None:
+        """``hearing()`` tells whether other replicas' announcements reach ``heard_others``
+        (the LISTEN connection is up)."""
+        self._hears_others = hearing
+
+    def heard_others(self) -> None:
+        """Another replica committed effects for anyone to claim: look now, and again as each
+        delivery in flight here ends (one of them may be what holds those effects back)."""
+        self._recheck = True
         self._wake.set()
 
     def backoff(self, attempt: int) -> float:
@@ -233,16 +248,21 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[bool]) -> None:
         """A delivery ended: look for due effects again unless it provably left nothing new
-        to claim (on SQLite: its effect final, no follow-ups, no other open effect of its
-        ticket on its target waiting behind it, a free slot at the last claim). A webhook's
-        page ending thus costs no claim and no next-due query."""
+        to claim: its effect final, no follow-ups, no other open effect of its ticket on its
+        target waiting behind it, a free slot at the last claim, and no effect committed
+        elsewhere meanwhile (SQLite: there is no elsewhere; PostgreSQL: while the other
+        replicas are heard, none announced one since the deliveries in flight began). A
+        webhook's page ending thus costs no claim and no next-due query."""
         self._in_flight.discard(task)
         again = True
         if not task.cancelled():
             if task.exception() is not None:
                 log.error("dispatcher.task_failed", error=repr(task.exception()))
             else:
-                again = task.result() or self._starved or not self._sees_all_writes
+                quiet = self._sees_all_writes or (self._hears_others() and not self._recheck)
+                again = task.result() or self._starved or not quiet
+        if not self._in_flight:
+            self._recheck = False
         if again:
             self._wake.set()
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ticketbridge
-from ticketbridge.adapters.store.sql import redact_url
+from ticketbridge.adapters.store.sql import Announcement, redact_url
 from ticketbridge.app.bootstrap import Services, build_readers, build_senders, build_services
 from ticketbridge.app.clock import DatabaseClock
 from ticketbridge.app.dispatcher import Dispatcher
@@ -173,11 +173,19 @@ def create_app(
         conninfo = svc.store.listen_conninfo()
         if start_workers and conninfo is not None:
 
-            def wake_workers() -> None:
-                dispatcher.wake()
-                scheduler.wake()
+            def wake_workers(said: Announcement) -> None:
+                """Another replica committed work: wake only the workers it concerns."""
+                if said.effects is None or said.effects > 0:
+                    dispatcher.heard_others()
+                if said.timer is not None:
+                    scheduler.wake_if_earlier(said.timer)
+                elif said.effects is None:
+                    scheduler.wake()
 
-            wakeups = PgWakeups(conninfo, wake_workers, asyncio.get_running_loop())
+            wakeups = PgWakeups(
+                conninfo, wake_workers, asyncio.get_running_loop(), svc.store.is_own_backend
+            )
+            dispatcher.listen(wakeups.listening.is_set)
             wakeups.start()
         app.state.wakeups = wakeups
         try:

@@ -195,8 +195,12 @@ def ingest_many(
                 tuple(row for row in rows if row.lease_token == 1),
             )
         )
-    if any(r.earliest_timer is not None or r.effects > len(r.leased) for r in results):
-        uow.announce()  # work another replica may take: wake them all at commit
+    # Work another replica may take, announced at commit: the earliest timer armed, and the
+    # effects left for a claim (the leased ones go out from here).
+    armed = [r.earliest_timer for r in results if r.earliest_timer is not None]
+    unleased = sum(r.effects - len(r.leased) for r in results)
+    if armed or unleased:
+        uow.announce(timer=min(armed, default=None), effects=unleased)
     return results
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +48,33 @@ PG_MIGRATION_LOCK = 0x7469636B  # "tick"
 
 
 CHANNEL = "ticketbridge"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What a NOTIFY on CHANNEL says: the earliest timer armed (epoch seconds) and how many
+    effects wait for a claim; None for "not said" (look anyway)."""
+
+    timer: float | None = None
+    effects: int | None = None
+
+    def encode(self) -> str:
+        if self.timer is None and self.effects is None:
+            return ""
+        return json.dumps({"timer": self.timer, "effects": self.effects})
+
+    @classmethod
+    def decode(cls, payload: str) -> Announcement:
+        """Never fails: a payload it cannot read says nothing (so it wakes everything)."""
+        try:
+            found = json.loads(payload) if payload else {}
+            timer, effects = found.get("timer"), found.get("effects")
+            return cls(
+                float(timer) if isinstance(timer, int | float) else None,
+                int(effects) if isinstance(effects, int) else None,
+            )
+        except (ValueError, AttributeError):
+            return cls()
 
 
 class StoreUnavailable(Exception):
@@ -336,7 +364,13 @@ class _Statements:
         )
         # PostgreSQL delivers a NOTIFY at commit (and once per transaction): every replica
         # listening wakes its workers instead of waiting for a poll.
-        self.announce = sa.text(f"SELECT pg_notify('{CHANNEL}', '')") if pg else None
+        self.announce = (
+            sa.text(f"SELECT pg_notify('{CHANNEL}', :payload)").bindparams(
+                sa.bindparam("payload", type_=sa.String)
+            )
+            if pg
+            else None
+        )
         self.save_policy = insert(policies).on_conflict_do_nothing(index_elements=["fingerprint"])
         self.load_policy = sa.select(policies.c.document).where(
             policies.c.fingerprint == b("b_fingerprint")
@@ -437,10 +471,13 @@ class UnitOfWork:
             found.append(fast.rows(cursor))
         return found
 
-    def announce(self) -> None:
-        """Tell every listening replica, at commit, that there is new work (PostgreSQL)."""
+    def announce(self, *, timer: float | None = None, effects: int | None = None) -> None:
+        """Tell every listening replica, at commit, that there is new work (PostgreSQL): a
+        timer armed at ``timer``, ``effects`` effects for anyone to claim. Neither given:
+        "anything may have changed" (see ``Announcement``)."""
         if self._sql.announce is not None:
-            self.conn.execute(self._sql.announce)
+            payload = Announcement(timer, effects).encode()
+            self.conn.execute(self._sql.announce, {"payload": payload})
 
     def add_inbox(
         self,
@@ -841,6 +878,21 @@ class Store:
             }
             options["connect_args"] = {k: v for k, v in defaults.items() if k not in parsed.query}
         self.engine: Engine = sa.create_engine(self.url, **options)
+        # PostgreSQL: the server processes behind this store's connections, so that a
+        # replica can tell its own NOTIFYs from the others'.
+        self._backend_pids: set[int] = set()
+        if not self.is_sqlite:
+            pids = self._backend_pids
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
+                record.info["backend_pid"] = pid = dbapi_conn.info.backend_pid
+                pids.add(pid)
+
+            @sa.event.listens_for(self.engine, "close")
+            def _on_pg_close(_dbapi_conn: Any, record: Any) -> None:
+                pids.discard(record.info.get("backend_pid"))
+
         if self.is_sqlite:
             mode = sqlite_synchronous.upper()
             if mode not in SQLITE_SYNCHRONOUS:
@@ -872,6 +924,11 @@ class Store:
         if value is None:  # pragma: no cover - the server always answers a row
             raise StoreUnavailable("the database did not tell its time")
         return float(value)
+
+    def is_own_backend(self, pid: int) -> bool:
+        """Whether the PostgreSQL server process ``pid`` serves one of this store's
+        connections (a NOTIFY it sent came from this replica)."""
+        return pid in self._backend_pids
 
     def listen_conninfo(self) -> str | None:
         """A libpq connection string for LISTEN (PostgreSQL only; None on SQLite)."""
