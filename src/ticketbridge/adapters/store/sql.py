@@ -435,6 +435,8 @@ class UnitOfWork:
         self, name: str, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
     ) -> int:
         """Execute ``name`` once per row (``executemany``); the rows it changed."""
+        if len(rows) == 1 and self._pg:  # psycopg: a pipeline for one row costs more than it saves
+            return int(self._run(name, rows[0], keys)[1].rowcount)
         fast = self._fast.get(name, keys)
         params = [fast.params(row) for row in rows]
         cursor = self._dbapi_cursor()
@@ -457,7 +459,7 @@ class UnitOfWork:
         if not rows:
             return []
         fast = self._fast.get(name, keys)
-        if not self._pg:
+        if not self._pg or len(rows) == 1:  # one row: a pipeline would cost more than it saves
             return [fast.rows(self._run(name, row, keys)[1]) for row in rows]
         params = [fast.params(row) for row in rows]
         cursor = self._dbapi_cursor()
@@ -476,8 +478,7 @@ class UnitOfWork:
         timer armed at ``timer``, ``effects`` effects for anyone to claim. Neither given:
         "anything may have changed" (see ``Announcement``)."""
         if self._sql.announce is not None:
-            payload = Announcement(timer, effects).encode()
-            self.conn.execute(self._sql.announce, {"payload": payload})
+            self._run("announce", {"payload": Announcement(timer, effects).encode()})
 
     def add_inbox(
         self,
