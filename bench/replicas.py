@@ -200,8 +200,16 @@ def alternating_latency(urls: list[str], recorder: str, pids: list[int]) -> dict
         (min(got[t]) - sends[t][1]) / 1e6 if t in got and t in sends else float("inf")
         for t in tickets
     ]
+    statuses: dict[str, int] = {}
+    for *_times, status in sends.values():
+        key = "unanswered" if status is None else ("error/timeout" if status == 0 else str(status))
+        statuses[key] = statuses.get(key, 0) + 1
+    # Pages of acknowledged webhooks that never arrived (within the grace period).
+    acked = {t for t, (*_times, status) in sends.items() if status in (200, 202)}
     return {
         "sent": len(sends),
+        "answers": statuses,
+        "acked_not_delivered": sorted(acked - got.keys()),
         "delivered": sum(1 for v in latencies if v != float("inf")),
         "p50_ms": base.percentile(latencies, 50),
         "p99_ms": base.percentile(latencies, 99),
