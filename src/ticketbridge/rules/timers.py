@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ticketbridge.rules.aftercare import record, sync_status_page, write_up_reminder
@@ -18,10 +19,11 @@ from ticketbridge.rules.model import (
     TimerChange,
     TimerKind,
 )
-from ticketbridge.rules.policy import CalendarSpec, Policy
+from ticketbridge.rules.policy import ALL_DAYS, CalendarSpec, Policy
 
 Plan = dict[TimerKind, tuple[datetime | None, str]]
 TIMER_KINDS = tuple(TimerKind)  # iterating an Enum class is slow; this is on the hot path
+ACTIVE = tuple(status for status in Status if status.is_active)  # as above
 
 
 @functools.lru_cache(maxsize=4096)
@@ -33,20 +35,59 @@ def _due_in_business_time(
     return calendar_for(spec).add(start, within)
 
 
-_RULES_TEXT: dict[tuple[int, Priority], tuple[Policy, dict[TimerKind, str]]] = {}
+class _Rules:
+    """What planning needs of one priority under one policy, resolved once: a pure function
+    of the policy, so caching it changes no result."""
+
+    __slots__ = (
+        "auto_close",
+        "cadence",
+        "calendar",
+        "engagement",
+        "memo",
+        "policy",
+        "spec",
+        "text",
+        "tier_one",
+    )
+
+    def __init__(self, policy: Policy, priority: Priority) -> None:
+        rules = policy.for_priority(priority)
+        self.policy = policy  # kept alive: the cache is keyed by its id
+        self.text = _describe(policy, priority)
+        self.tier_one = rules.tier_one.within
+        self.engagement = rules.engagement.within
+        name = rules.engagement.calendar
+        self.spec = policy.calendars.get(name) if name else None
+        self.calendar = calendar_for(self.spec)
+        # Memoise only calendars whose add() scans days; plain elapsed time is cheaper to
+        # compute than to look up. (Either way the result is calendar.add's.)
+        spec = self.spec
+        self.memo = spec is not None and not (
+            frozenset(spec.days) == frozenset(ALL_DAYS) and spec.hours is None and not spec.holidays
+        )
+        self.cadence = rules.customer_updates.every if rules.customer_updates else None
+        self.auto_close = policy.pending.auto_close_after
+
+    def engagement_due(self, start: datetime) -> datetime:
+        if self.memo:
+            return _due_in_business_time(self.spec, start, self.engagement)
+        return self.calendar.add(start, self.engagement)
 
 
-def _rules_text(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
-    """The rule each timer of ``priority`` follows, as the timeline shows it (built once per
-    policy object: a pure function of the policy, so caching it changes no result). Keyed by
-    the object's id, which the entry keeps alive so the id cannot be reused; a policy's
+_RULES: dict[tuple[int, Priority], _Rules] = {}
+
+
+def _rules(policy: Policy, priority: Priority) -> _Rules:
+    """``_Rules`` of ``priority`` under ``policy``, built once per policy object. Keyed by the
+    object's id, which the entry keeps alive so the id cannot be reused; a policy's
     fingerprint would do too but costs a pydantic private-attribute lookup per call."""
-    cached = _RULES_TEXT.get((id(policy), priority))
-    if cached is None or cached[0] is not policy:
-        if len(_RULES_TEXT) >= 256:  # bounded: simulations bring policies of their own
-            _RULES_TEXT.clear()
-        cached = _RULES_TEXT[(id(policy), priority)] = (policy, _describe(policy, priority))
-    return cached[1]
+    cached = _RULES.get((id(policy), priority))
+    if cached is None or cached.policy is not policy:
+        if len(_RULES) >= 256:  # bounded: simulations bring policies of their own
+            _RULES.clear()
+        cached = _RULES[(id(policy), priority)] = _Rules(policy, priority)
+    return cached
 
 
 def _describe(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
@@ -77,34 +118,30 @@ def _describe(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
 def plan_timers(state: TicketState, policy: Policy) -> Plan:
     """Every timer the ticket needs now, with its due time (None: not needed) and rule."""
     plan: Plan = dict.fromkeys(TIMER_KINDS, (None, ""))
-    text = _rules_text(policy, state.priority)
+    rules = _rules(policy, state.priority)
+    text = rules.text
     if state.write_up_due is not None and not state.write_up_reminded:
         # Armed at resolution: it outlives the ticket's other commitments.
         plan[TimerKind.WRITE_UP] = (state.write_up_due, text.get(TimerKind.WRITE_UP, ""))
-    if not state.status.is_active:
+    status = state.status
+    if status not in ACTIVE:
         return plan
-    rules = policy.for_priority(state.priority)
     if not state.tier_one_done:
-        plan[TimerKind.TIER_ONE] = (
-            state.opened_at + rules.tier_one.within,
-            text[TimerKind.TIER_ONE],
-        )
+        plan[TimerKind.TIER_ONE] = (state.opened_at + rules.tier_one, text[TimerKind.TIER_ONE])
     if state.engaged_at is None and not state.engagement_breached:
-        spec = rules.engagement
-        calendar = policy.calendars.get(spec.calendar) if spec.calendar else None
         plan[TimerKind.ENGAGEMENT] = (
-            _due_in_business_time(calendar, state.opened_at, spec.within),
+            rules.engagement_due(state.opened_at),
             text[TimerKind.ENGAGEMENT],
         )
-    if rules.customer_updates is not None and state.status is Status.OPEN:
+    if rules.cadence is not None and status is Status.OPEN:
         base = state.cadence_base or state.opened_at
         plan[TimerKind.CUSTOMER_UPDATE] = (
-            base + rules.customer_updates.every * (state.update_reminders + 1),
+            base + rules.cadence * (state.update_reminders + 1),
             text[TimerKind.CUSTOMER_UPDATE],
         )
-    if state.status is Status.PENDING and state.pending_since and not state.auto_close_requested:
+    if status is Status.PENDING and state.pending_since and not state.auto_close_requested:
         plan[TimerKind.AUTO_CLOSE] = (
-            state.pending_since + policy.pending.auto_close_after,
+            state.pending_since + rules.auto_close,
             text[TimerKind.AUTO_CLOSE],
         )
     return plan
@@ -122,89 +159,129 @@ def timer_changes(before: Plan | None, after: Plan) -> tuple[TimerChange, ...]:
     return tuple(changes)
 
 
+@dataclass(frozen=True)
+class Firing:
+    """What a timer does when it fires, but for what depends on when (``prepare_timer``).
+
+    ``complete_timer`` adds that part: nothing happens if the plan's time is still ahead (or
+    the timer is no longer needed); else the history entry ``record`` at the time it fires and
+    the note saying how late. Everything else (the state's other changes in ``acted``, the
+    effects, the re-planned timers) is the same whenever it fires, so it may be worked out
+    ahead of time."""
+
+    state: TicketState  # the ticket as the timer found it
+    kind: TimerKind
+    due: datetime
+    planned: datetime | None  # when the plan wants it now (None: no longer needed)
+    rule: str
+    acted: TicketState  # the ticket after acting, but for the history entry
+    record: str | None = None  # the history entry acting appends
+    effects: tuple[Effect, ...] = ()
+    timers: tuple[TimerChange, ...] = ()
+
+
 def on_timer(
     state: TicketState, kind: TimerKind, *, due: datetime, now: datetime, policy: Policy
 ) -> Decision:
     """A timer came due: act if the ticket still needs it, and re-plan the ticket's timers."""
-    plan = plan_timers(state, policy)
-    planned, rule = plan[kind]
+    return complete_timer(prepare_timer(state, kind, due=due, policy=policy), now=now)
+
+
+def complete_timer(firing: Firing, *, now: datetime) -> Decision:
+    """The decision of ``firing`` at ``now``."""
+    kind, planned = firing.kind, firing.planned
     if planned is None or planned > now:
         why = "no longer needed" if planned is None else f"moved to {planned.isoformat()}"
         return Decision(
-            state=state,
-            timers=timer_changes({kind: (due, "")}, {kind: plan[kind]}),
-            notes=(f"{kind.value} timer due {due.isoformat()} {why}: nothing to do",),
+            state=firing.state,
+            timers=timer_changes({kind: (firing.due, "")}, {kind: (planned, firing.rule)}),
+            notes=(f"{kind.value} timer due {firing.due.isoformat()} {why}: nothing to do",),
         )
-    effects: list[Effect] = []
-    label = state.priority.label
+    return Decision(
+        state=fired_state(firing.acted, firing.record, now),
+        effects=firing.effects,
+        timers=firing.timers,
+        notes=(fired_note(kind, firing.rule, planned, now),),
+    )
+
+
+def fired_state(acted: TicketState, entry: str | None, now: datetime) -> TicketState:
+    """The state a timer that acted leaves: ``acted`` with its history ``entry`` at ``now``."""
+    return acted if entry is None else record(acted, now, entry)
+
+
+def fired_note(kind: TimerKind, rule: str, planned: datetime, now: datetime) -> str:
+    """The note of a timer that acted at ``now``, planned for ``planned``."""
     late = (now - planned).total_seconds()
-    notes = [f"{kind.value} fired ({rule}); due {planned.isoformat()}, {late:.0f}s late"]
+    return f"{kind.value} fired ({rule}); due {planned.isoformat()}, {late:.0f}s late"
+
+
+def prepare_timer(state: TicketState, kind: TimerKind, *, due: datetime, policy: Policy) -> Firing:
+    """What the timer of ``kind`` due at ``due`` does to ``state`` when it acts, all but the
+    part that depends on when (see ``Firing``). Its effects and the re-plan read the ticket,
+    never its history, so they are the same with or without the entry acting appends."""
+    plan = plan_timers(state, policy)
+    planned, rule = plan[kind]
+    if planned is None:
+        return Firing(state, kind, due, None, rule, state)
+    effects: list[Effect] = []
+    planned_at = planned.isoformat()
+    acted = state
+    entry: str | None = None
     if kind is TimerKind.TIER_ONE:
-        state = state.model_copy(update={"tier_one_done": True, "tier_two_engaged": True})
-        why = f"{rule}; unresolved at {planned.isoformat()}"
-        if policy.for_priority(state.priority).tier_one.then == "bridge":
-            effects.append(bridge(state, why))
-            state = record(state, now, "Tier-One window expired: VictorOps bridge for Tier Two")
+        acted = state.model_copy(update={"tier_one_done": True, "tier_two_engaged": True})
+        why = f"{rule}; unresolved at {planned_at}"
+        if policy.for_priority(acted.priority).tier_one.then == "bridge":
+            effects.append(bridge(acted, why))
+            entry = "Tier-One window expired: VictorOps bridge for Tier Two"
         else:
             group = policy.escalation.reassign_group
-            state = record(state, now, f"Tier-One window expired: handed to {group}")
-            effects.append(reassign(state, group, why))
+            entry = f"Tier-One window expired: handed to {group}"
+            effects.append(reassign(acted, group, why))
             effects.append(
                 note(
-                    state,
+                    acted,
                     "tier-one-reassigned",
-                    f"Tier-One window for {label} expired unresolved: the ticket is unassigned "
-                    f"and handed to the {group} group.",
+                    f"Tier-One window for {acted.priority.label} expired unresolved: the ticket "
+                    f"is unassigned and handed to the {group} group.",
                     why,
                 )
             )
     elif kind is TimerKind.ENGAGEMENT:
-        state = record(
-            state.model_copy(update={"engagement_breached": True}),
-            now,
-            "Initial engagement SLA missed",
-        )
+        acted = state.model_copy(update={"engagement_breached": True})
+        entry = "Initial engagement SLA missed"
         text = f"Initial engagement SLA missed: {rule}; nobody engaged by {planned:%Y-%m-%d %H:%M}."
-        effects.append(note(state, "engagement-breach", text, rule))
-        if state.incident_open:
-            effects.append(victorops_info(state, "engagement-breach", text, rule))
+        effects.append(note(acted, "engagement-breach", text, rule))
+        if acted.incident_open:
+            effects.append(victorops_info(acted, "engagement-breach", text, rule))
     elif kind is TimerKind.CUSTOMER_UPDATE:
-        state = record(
-            state.model_copy(update={"update_reminders": state.update_reminders + 1}),
-            now,
-            "Customer update overdue",
-        )
+        acted = state.model_copy(update={"update_reminders": state.update_reminders + 1})
+        entry = "Customer update overdue"
         text = (
             f"Customer update overdue: {rule}; the last one was due {planned:%Y-%m-%d %H:%M} UTC."
         )
         key = f"update-{int(planned.timestamp())}"
-        effects.append(note(state, key, text, rule))
-        if state.incident_open:
-            effects.append(victorops_info(state, key, text, rule))
+        effects.append(note(acted, key, text, rule))
+        if acted.incident_open:
+            effects.append(victorops_info(acted, key, text, rule))
     elif kind is TimerKind.AUTO_CLOSE:
-        state = record(
-            state.model_copy(update={"auto_close_requested": True}),
-            now,
-            "Pending with no customer reply: closed by ticketbridge",
-        )
-        effects.append(
-            note(
-                state,
-                "auto-close",
-                f"Closed by ticketbridge: {rule}.",
-                rule,
-            )
-        )
-        effects.append(close_ticket(state, rule))
+        acted = state.model_copy(update={"auto_close_requested": True})
+        entry = "Pending with no customer reply: closed by ticketbridge"
+        effects.append(note(acted, "auto-close", f"Closed by ticketbridge: {rule}.", rule))
+        effects.append(close_ticket(acted, rule))
     elif kind is TimerKind.WRITE_UP:
-        state = state.model_copy(update={"write_up_reminded": True})
-        effects.append(write_up_reminder(state, rule))
-    state, status_effects = sync_status_page(state, policy)
+        acted = state.model_copy(update={"write_up_reminded": True})
+        effects.append(write_up_reminder(acted, rule))
+    acted, status_effects = sync_status_page(acted, policy)
     effects.extend(status_effects)
-    new_plan = plan_timers(state, policy)
-    return Decision(
-        state=state,
-        effects=tuple(effects),
-        timers=timer_changes(plan, new_plan),
-        notes=tuple(notes),
+    return Firing(
+        state,
+        kind,
+        due,
+        planned,
+        rule,
+        acted,
+        entry,
+        tuple(effects),
+        timer_changes(plan, plan_timers(acted, policy)),
     )

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from alembic import command
@@ -100,8 +100,9 @@ def redact_url(url: str) -> str:
     return text.replace("=%2A%2A%2A", "=***")
 
 
-@dataclass(frozen=True)
-class DueTimer:
+class DueTimer(NamedTuple):
+    """A pending timer that is due (a tuple: a batch of them costs the collector nothing)."""
+
     id: int
     source: str
     ticket_id: str
@@ -561,7 +562,7 @@ class UnitOfWork:
         self.add_timeline_many([(source, ticket_id, at, kind, detail)])
 
     def add_timeline_many(
-        self, entries: Sequence[tuple[str, str, float, str, dict[str, Any]]]
+        self, entries: Sequence[tuple[str, str, float, str, dict[str, Any] | RawJSON]]
     ) -> None:
         """Append ``(source, ticket_id, at, kind, detail)`` entries in one statement."""
         if entries:
@@ -690,24 +691,6 @@ class UnitOfWork:
         if cancelled:
             self._run_many("cancel_timer", cancelled)
 
-    def load_tickets(
-        self, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], dict[str, Any]]:
-        """The states of several tickets at once, by ``(source, ticket_id)``."""
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        by_source: dict[str, set[str]] = {}
-        for source, ticket_id in keys:
-            by_source.setdefault(source, set()).add(ticket_id)
-        for source, ids in by_source.items():
-            query = sa.select(tickets.c.ticket_id, tickets.c.state).where(
-                tickets.c.source == source, tickets.c.ticket_id.in_(sorted(ids))
-            )
-            if self._pg:
-                query = query.with_for_update()
-            for row in self.conn.execute(query):
-                found[(source, row.ticket_id)] = dict(row.state)
-        return found
-
     def save_tickets(
         self, states: Sequence[tuple[str, str, dict[str, Any] | RawJSON]], *, at: float
     ) -> None:
@@ -725,9 +708,8 @@ class UnitOfWork:
     def mark_timers_fired(self, fired: Sequence[tuple[int, float]], *, at: float) -> None:
         """Mark ``(timer_id, lateness)`` pairs fired."""
         if fired:
-            self.conn.execute(
-                self._sql.mark_timer_fired,
-                [{"b_id": i, "b_at": at, "b_late": late} for i, late in fired],
+            self._run_many(
+                "mark_timer_fired", [{"b_id": i, "b_at": at, "b_late": late} for i, late in fired]
             )
 
     def enqueue_many(self, rows: Sequence[dict[str, Any]], *, at: float) -> int:
@@ -749,7 +731,7 @@ class UnitOfWork:
             }
             for row in rows
         ]
-        inserted = int(self.conn.execute(self._sql.enqueue_quietly, values).rowcount)
+        inserted = self._run_many("enqueue_quietly", values, tuple(values[0]))
         return inserted if inserted >= 0 else len(values)
 
     def finish_effect(
@@ -832,6 +814,69 @@ class UnitOfWork:
             .with_for_update(skip_locked=True)
         )
         return [DueTimer(*row) for row in self.conn.execute(query).all()]
+
+    def due_timers_with_states(
+        self, *, now: float, limit: int
+    ) -> tuple[list[DueTimer], dict[tuple[str, str], str]]:
+        """``due_timers``, and in the same statement their tickets' states as the stored JSON
+        text, by ``(source, ticket_id)`` (for pydantic to validate without a dict between).
+        On PostgreSQL both rows are locked as in ``due_timers``; on SQLite a timer without a
+        ticket comes without a state."""
+        on = sa.and_(tickets.c.source == timers.c.source, tickets.c.ticket_id == timers.c.ticket_id)
+        query = (
+            sa.select(
+                timers.c.id,
+                timers.c.source,
+                timers.c.ticket_id,
+                timers.c.kind,
+                timers.c.due_at,
+                sa.cast(tickets.c.state, sa.Text),
+            )
+            .select_from(timers.join(tickets, on) if self._pg else timers.outerjoin(tickets, on))
+            .where(timers.c.status == TIMER_PENDING, timers.c.due_at <= now)
+            .order_by(timers.c.due_at, timers.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        due: list[DueTimer] = []
+        states: dict[tuple[str, str], str] = {}
+        for timer_id, source, ticket_id, kind, due_at, state in self.conn.execute(query).all():
+            due.append(DueTimer(timer_id, source, ticket_id, kind, due_at))
+            if state is not None:
+                states[(source, ticket_id)] = state
+        return due, states
+
+    def upcoming_timers_with_states(
+        self, *, after: tuple[float, int], until: float, limit: int
+    ) -> list[tuple[DueTimer, str | None]]:
+        """Up to ``limit`` pending timers after the position ``after`` (``(due_at, id)``, in
+        that order) and due by ``until``, each with its ticket's state as the stored JSON text
+        (None without a ticket). A plain read: nothing is locked."""
+        due_at, timer_id = after
+        on = sa.and_(tickets.c.source == timers.c.source, tickets.c.ticket_id == timers.c.ticket_id)
+        query = (
+            sa.select(
+                timers.c.id,
+                timers.c.source,
+                timers.c.ticket_id,
+                timers.c.kind,
+                timers.c.due_at,
+                sa.cast(tickets.c.state, sa.Text),
+            )
+            .select_from(timers.outerjoin(tickets, on))
+            .where(
+                timers.c.status == TIMER_PENDING,
+                timers.c.due_at >= due_at,
+                timers.c.due_at <= until,
+                sa.or_(timers.c.due_at > due_at, timers.c.id > timer_id),
+            )
+            .order_by(timers.c.due_at, timers.c.id)
+            .limit(limit)
+        )
+        return [
+            (DueTimer(timer_id, source, ticket_id, kind, due), state)
+            for timer_id, source, ticket_id, kind, due, state in self.conn.execute(query).all()
+        ]
 
     def mark_timer_fired(self, timer_id: int, *, at: float, lateness: float) -> None:
         self.conn.execute(
