@@ -378,6 +378,20 @@ class _Statements:
         )
 
 
+def _timers_with_states(*, outer: bool) -> sa.Select[Any]:
+    """Timers (id, source, ticket_id, kind, due_at) with their ticket's state as the stored
+    JSON text; ``outer`` keeps a timer without a ticket (its state None)."""
+    on = sa.and_(tickets.c.source == timers.c.source, tickets.c.ticket_id == timers.c.ticket_id)
+    return sa.select(
+        timers.c.id,
+        timers.c.source,
+        timers.c.ticket_id,
+        timers.c.kind,
+        timers.c.due_at,
+        sa.cast(tickets.c.state, sa.Text),
+    ).select_from(timers.outerjoin(tickets, on) if outer else timers.join(tickets, on))
+
+
 class LeasePlan:
     """Which new effects may go out at once (leased to the caller): those whose ticket has no
     open effect on their target, neither in the store nor earlier among the new ones."""
@@ -822,17 +836,8 @@ class UnitOfWork:
         text, by ``(source, ticket_id)`` (for pydantic to validate without a dict between).
         On PostgreSQL both rows are locked as in ``due_timers``; on SQLite a timer without a
         ticket comes without a state."""
-        on = sa.and_(tickets.c.source == timers.c.source, tickets.c.ticket_id == timers.c.ticket_id)
         query = (
-            sa.select(
-                timers.c.id,
-                timers.c.source,
-                timers.c.ticket_id,
-                timers.c.kind,
-                timers.c.due_at,
-                sa.cast(tickets.c.state, sa.Text),
-            )
-            .select_from(timers.join(tickets, on) if self._pg else timers.outerjoin(tickets, on))
+            _timers_with_states(outer=not self._pg)
             .where(timers.c.status == TIMER_PENDING, timers.c.due_at <= now)
             .order_by(timers.c.due_at, timers.c.id)
             .limit(limit)
@@ -853,17 +858,8 @@ class UnitOfWork:
         that order) and due by ``until``, each with its ticket's state as the stored JSON text
         (None without a ticket). A plain read: nothing is locked."""
         due_at, timer_id = after
-        on = sa.and_(tickets.c.source == timers.c.source, tickets.c.ticket_id == timers.c.ticket_id)
         query = (
-            sa.select(
-                timers.c.id,
-                timers.c.source,
-                timers.c.ticket_id,
-                timers.c.kind,
-                timers.c.due_at,
-                sa.cast(tickets.c.state, sa.Text),
-            )
-            .select_from(timers.outerjoin(tickets, on))
+            _timers_with_states(outer=True)
             .where(
                 timers.c.status == TIMER_PENDING,
                 timers.c.due_at >= due_at,
