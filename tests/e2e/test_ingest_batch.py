@@ -176,3 +176,36 @@ def test_an_empty_batch_writes_nothing(store: Store, policy: Policy) -> None:
     with store.unit_of_work() as uow:
         assert ingest_many(uow, [], policies=PolicyBook(policy)) == []
     assert store.count("inbox") == 0
+
+
+def test_effects_for_a_target_not_configured_are_stored_skipped(
+    store: Store, policy: Policy
+) -> None:
+    """What the dispatcher would record on its first look, stored at once: final, not leased,
+    not left for a claim; a configured target's effect stays pending (and leased)."""
+    book = PolicyBook(policy)
+    items = [
+        Incoming(_event(t, EventKind.CREATED, Priority.URGENT, Status.OPEN, T0), t, T0, LEASE)
+        for t in ("cfg-1", "cfg-2")
+    ]
+    with store.unit_of_work() as uow:
+        skipped = ingest_many(uow, items[:1], policies=book, configured={"freshdesk"})
+        sent = ingest_many(uow, items[1:], policies=book, configured={"victorops"})
+    assert (skipped[0].effects, skipped[0].skipped, skipped[0].leased) == (1, ("victorops",), ())
+    assert skipped[0].unclaimed == 0
+    assert (sent[0].skipped, len(sent[0].leased), sent[0].unclaimed) == ((), 1, 0)
+    with store.transaction() as conn:
+        rows = {
+            r.ticket_id: r
+            for r in conn.execute(
+                sa.select(
+                    outbox.c.ticket_id,
+                    outbox.c.status,
+                    outbox.c.attempts,
+                    outbox.c.last_error,
+                    outbox.c.lease_owner,
+                )
+            )
+        }
+    assert tuple(rows["cfg-1"])[1:] == ("skipped", 0, "target not configured", None)
+    assert tuple(rows["cfg-2"])[1:] == ("pending", 0, None, "replica-a")

@@ -63,7 +63,8 @@ class Services:
     def ingest_many(self, uow: UnitOfWork, items: list[Incoming]) -> list[IngestResult]:
         """``service.ingest_many`` under this service's policies (the webhooks' group-commit
         job: see ``GroupCommit.submit_many``)."""
-        return ingest_many(uow, items, policies=self.policies)
+        configured = self.senders.keys() if self.senders is not None else None
+        return ingest_many(uow, items, policies=self.policies, configured=configured)
 
     async def run_db(self, fn: Callable[[], T]) -> T:
         """Run a blocking store call in a worker thread (one writer at a time on SQLite)."""

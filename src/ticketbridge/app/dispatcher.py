@@ -20,7 +20,14 @@ import tenacity
 
 from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
-from ticketbridge.adapters.store.schema import DEAD, PENDING, RETRYING, SENT, SKIPPED
+from ticketbridge.adapters.store.schema import (
+    DEAD,
+    NOT_CONFIGURED,
+    PENDING,
+    RETRYING,
+    SENT,
+    SKIPPED,
+)
 from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable, UnitOfWork
 from ticketbridge.app.clock import Clock
 from ticketbridge.app.settings import DispatchSettings
@@ -297,7 +304,7 @@ class Dispatcher:
         sender = self._senders.get(row.target)
         attempt = row.attempts + 1
         if sender is None:
-            again = await self._finish(row, SKIPPED, row.attempts, None, "target not configured")
+            again = await self._finish(row, SKIPPED, row.attempts, None, NOT_CONFIGURED)
             log.info("outbox.skipped", effect=row.key, target=row.target)
             return again
         semaphore = self._per_target.setdefault(

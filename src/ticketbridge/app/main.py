@@ -21,7 +21,7 @@ from ticketbridge.app.clock import DatabaseClock
 from ticketbridge.app.dispatcher import Dispatcher
 from ticketbridge.app.guard import EffectGuard
 from ticketbridge.app.metrics import Metrics
-from ticketbridge.app.middleware import RequestContext
+from ticketbridge.app.middleware import DirectApp, RequestContext
 from ticketbridge.app.routes import admin, effects, health, metrics, simulate, webhooks
 from ticketbridge.app.scheduler import Scheduler
 from ticketbridge.app.settings import Settings, load_settings
@@ -207,7 +207,7 @@ def create_app(
                 svc.http = None
             log.info("service.stopped")
 
-    app = FastAPI(
+    app = DirectApp(
         title="ticketbridge",
         version=ticketbridge.__version__,
         summary="Helpdesk ticket webhooks to VictorOps incidents, durably and exactly once.",
@@ -217,6 +217,8 @@ def create_app(
     app_metrics = Metrics()
     app.state.metrics = app_metrics
     app.add_middleware(RequestContext, metrics=app_metrics, direct=webhooks.DIRECT)
+    # The webhook POSTs, served before the middleware stack (never reaching ``app.router``).
+    app.context = RequestContext(app.router, metrics=app_metrics, direct=webhooks.DIRECT)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -107,6 +107,7 @@ class Metrics:
         # The text format would otherwise add a ``*_created`` series beside every counter.
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry
         self.webhooks = Counter(
             "ticketbridge_webhooks",
@@ -155,10 +156,20 @@ class Metrics:
         self.outbox.watch(stats, clock)
 
     def webhook(self, source: str, outcome: str) -> None:
-        self.webhooks.labels(source, outcome).inc()
+        self._child(self.webhooks, source, outcome).inc()
 
     def effect(self, target: str, outcome: str) -> None:
-        self.effects.labels(target, outcome).inc()
+        self._child(self.effects, target, outcome).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: the lookup validates and locks each time,
+        a measurable share of a webhook. Label sets are bounded (route templates, statuses,
+        targets), so the cache is too."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def timers_fired(
         self, latenesses: Iterable[float], breaches: Iterable[tuple[str, str]]
@@ -173,8 +184,11 @@ class Metrics:
         self.breaches.labels(kind, priority).inc()
 
     def http_request(self, scope: Scope, status: int, seconds: float) -> None:
-        self.http_duration.labels(
-            method_label(str(scope.get("method", ""))), route_label(scope), str(status)
+        self._child(
+            self.http_duration,
+            method_label(str(scope.get("method", ""))),
+            route_label(scope),
+            str(status),
         ).observe(seconds)
 
     def exposition(self) -> bytes:

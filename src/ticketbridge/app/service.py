@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -65,6 +65,12 @@ class IngestResult:
     effects: int
     earliest_timer: float | None = None
     leased: tuple[OutboxRow, ...] = ()
+    skipped: tuple[str, ...] = ()  # the targets of effects stored skipped (not configured)
+
+    @property
+    def unclaimed(self) -> int:
+        """Effects left for the dispatcher's claim: neither leased here nor skipped."""
+        return self.effects - len(self.leased) - len(self.skipped)
 
 
 def effect_rows(source: str, ticket_id: str, decision: Decision) -> list[dict[str, Any]]:
@@ -119,7 +125,11 @@ def ingest_in(
 
 
 def ingest_many(
-    uow: UnitOfWork, items: Sequence[Incoming], *, policies: PolicyBook
+    uow: UnitOfWork,
+    items: Sequence[Incoming],
+    *,
+    policies: PolicyBook,
+    configured: Collection[str] | None = None,
 ) -> list[IngestResult]:
     """Ingest ``items`` in order inside a transaction the caller commits: the same outcome as
     one ``ingest_in`` after another, written with a few set-wise statements for the whole list
@@ -127,7 +137,8 @@ def ingest_many(
 
     Bookkeeping times (``updated_at`` of tickets and timers) take the latest ``now`` among
     the items; what the rules and the dispatcher use (inbox, timeline, effects) keeps each
-    item's own.
+    item's own. Given the ``configured`` targets, an effect for any other is stored final,
+    ``skipped`` (what the dispatcher would record on its first look).
     """
     inbox_ids = uow.add_inbox_many(
         [
@@ -154,6 +165,7 @@ def ingest_many(
     timer_changes: list[tuple[str, str, str, float | None, str]] = []
     notes: list[tuple[str, str, float, str, dict[str, Any]]] = []
     effects: list[tuple[dict[str, Any], float, bool]] = []
+    skipped: list[bool] = []  # per entry of ``effects``
     # Per item: its outcome, then (first, end) of its effects in ``effects`` and its earliest
     # armed timer.
     plans: list[tuple[Literal["accepted", "duplicate", "stale"], int, int, float | None]] = []
@@ -180,10 +192,10 @@ def ingest_many(
             for c in decision.timers
         )
         first = len(effects)
-        effects.extend(
-            (row, at, item.lease is not None and leases.take(row))
-            for row in effect_rows(src, tid, decision)
-        )
+        for row in effect_rows(src, tid, decision):
+            skip = configured is not None and row["target"] not in configured
+            effects.append((row, at, not skip and item.lease is not None and leases.take(row)))
+            skipped.append(skip)
         armed = [c.due.timestamp() for c in decision.timers if c.due is not None]
         plans.append(("accepted", first, len(effects), min(armed, default=None)))
     uow.save_tickets(
@@ -193,22 +205,27 @@ def ingest_many(
     uow.set_timers_many(timer_changes, at=latest)
     uow.add_timeline_many(notes)
     lease = next((item.lease for item in items if item.lease is not None), None)
-    inserted = uow.insert_effects(effects, lease=lease)
+    inserted = uow.insert_effects(effects, lease=lease, skipped=skipped)
     results = []
     for outcome, first, end, earliest in plans:
-        rows = [row for row in inserted[first:end] if row is not None]
+        rows = [
+            (row, skip)
+            for row, skip in zip(inserted[first:end], skipped[first:end], strict=True)
+            if row is not None
+        ]
         results.append(
             IngestResult(
                 outcome,
                 len(rows),
                 earliest,
-                tuple(row for row in rows if row.lease_token == 1),
+                tuple(row for row, _ in rows if row.lease_token == 1),
+                tuple(row.target for row, skip in rows if skip),
             )
         )
     # Work another replica may take, announced at commit: the earliest timer armed, and the
     # effects left for a claim (the leased ones go out from here).
     armed = [r.earliest_timer for r in results if r.earliest_timer is not None]
-    unleased = sum(r.effects - len(r.leased) for r in results)
+    unleased = sum(r.unclaimed for r in results)
     if armed or unleased:
         uow.announce(timer=min(armed, default=None), effects=unleased)
     return results

@@ -107,4 +107,6 @@ RETRYING = "retrying"
 SENT = "sent"
 DEAD = "dead"
 SKIPPED = "skipped"
+# ``last_error`` of an effect skipped because its target is not configured.
+NOT_CONFIGURED = "target not configured"
 OPEN_STATES = (PENDING, RETRYING)

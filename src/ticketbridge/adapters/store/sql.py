@@ -27,8 +27,10 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 
 from ticketbridge.adapters.store.schema import (
     DEAD,
+    NOT_CONFIGURED,
     OPEN_STATES,
     PENDING,
+    SKIPPED,
     TIMER_CANCELLED,
     TIMER_FIRED,
     TIMER_PENDING,
@@ -261,6 +263,16 @@ def _fast_statements(dialect: Dialect) -> _FastStatements:
     if found is None:
         found = _FAST[dialect] = _FastStatements(dialect)
     return found
+
+
+# An effect inserted final, its target not configured (``UnitOfWork.insert_effects``).
+_SKIPPED_AT_ONCE = {
+    "status": SKIPPED,
+    "last_error": NOT_CONFIGURED,
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "lease_token": 0,
+}
 
 
 class _Statements:
@@ -614,10 +626,14 @@ class UnitOfWork:
         rows: Sequence[tuple[Mapping[str, Any], float, bool]],
         *,
         lease: tuple[str, float] | None = None,
+        skipped: Sequence[bool] | None = None,
     ) -> list[OutboxRow | None]:
         """Insert ``(effect, at, leased)`` rows, in order (one round trip on PostgreSQL); for
         each the inserted row, or None where its key was already present. A row with
-        ``leased`` true is inserted leased to ``lease``'s owner (see ``enqueue``)."""
+        ``leased`` true is inserted leased to ``lease``'s owner (see ``enqueue``). A row whose
+        ``skipped`` entry is true is inserted final, ``skipped`` for want of a configured
+        target (what the dispatcher would record on its first look, without the round trip).
+        """
         values = [
             {
                 **row,
@@ -629,11 +645,15 @@ class UnitOfWork:
                 "lease_owner": lease[0] if leased and lease else None,
                 "lease_expires_at": lease[1] if leased and lease else None,
                 "lease_token": 1 if leased and lease else 0,
+                "last_error": None,
             }
             for row, at, leased in rows
         ]
         if not values:
             return []
+        for value, skip in zip(values, skipped or (), strict=False):
+            if skip:
+                value.update(_SKIPPED_AT_ONCE)
         found = self._run_each("enqueue", values, tuple(values[0]))
         return [
             OutboxRow(
