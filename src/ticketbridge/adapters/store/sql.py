@@ -265,6 +265,107 @@ def _fast_statements(dialect: Dialect) -> _FastStatements:
     return found
 
 
+# The arrays of ``_PgSets.insert_effects``, in order (``next_attempt_at`` stands for the
+# three times, equal at insertion).
+_PG_EFFECT_COLUMNS = (
+    "key",
+    "target",
+    "kind",
+    "source",
+    "ticket_id",
+    "payload",
+    "reason",
+    "status",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_expires_at",
+    "lease_token",
+    "last_error",
+)
+
+
+class _PgSets:
+    """The webhook path's writes on PostgreSQL as one statement per set of rows: the rows go
+    as arrays (``unnest``), so the server runs one statement where ``executemany`` ran one per
+    row (less work on both sides of the connection). ``WITH ORDINALITY ... ORDER BY`` keeps
+    the rows' order, hence their ids' order; ``ON CONFLICT DO NOTHING`` also skips a row
+    repeating an earlier one of the same set, as one execution after another would. Arrays go
+    in binary (``%b``): psycopg's text form escapes each element with a regular expression."""
+
+    add_inbox = (
+        "INSERT INTO inbox (source, dedup_key, ticket_id, received_at, outcome, event) "
+        "SELECT s, k, t, r, 'accepted', e::json "
+        "FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::text[]) "
+        "WITH ORDINALITY AS u(s, k, t, r, e, n) ORDER BY n "
+        "ON CONFLICT (source, dedup_key) DO NOTHING RETURNING id, source, dedup_key"
+    )
+    # Locked in the order of the keys' code points (collation "C"), which is Python's order
+    # of the same strings: every transaction takes its tickets' locks in one order.
+    lock_tickets = (
+        "SELECT source, ticket_id, state FROM tickets "
+        "WHERE (source, ticket_id) IN (SELECT * FROM unnest(%b::text[], %b::text[])) "
+        'ORDER BY source COLLATE "C", ticket_id COLLATE "C" FOR UPDATE OF tickets'
+    )
+    # (The f-strings below put this module's state constants in the text, no input.)
+    open_targets = (
+        "SELECT DISTINCT source, ticket_id, target FROM outbox "  # noqa: S608
+        "WHERE (source, ticket_id) IN (SELECT * FROM unnest(%b::text[], %b::text[])) "
+        f"AND status IN ({', '.join(repr(state) for state in OPEN_STATES)})"
+    )
+    save_tickets = (
+        "INSERT INTO tickets (source, ticket_id, state, updated_at) "
+        "SELECT s, t, st::json, %s FROM unnest(%b::text[], %b::text[], %b::text[]) "
+        "AS u(s, t, st) "
+        "ON CONFLICT (source, ticket_id) "
+        "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+    )
+    add_timeline = (
+        "INSERT INTO timeline (source, ticket_id, at, kind, detail) "
+        "SELECT s, t, a, k, d::json "
+        "FROM unnest(%b::text[], %b::text[], %b::float8[], %b::text[], %b::text[]) "
+        "WITH ORDINALITY AS u(s, t, a, k, d, n) ORDER BY n"
+    )
+    # As ``_Statements.arm_timer``: a timer already fired at this very due time stays fired.
+    arm_timers = (
+        "INSERT INTO timers (source, ticket_id, kind, due_at, status, rule, created_at, "  # noqa: S608
+        f"updated_at) SELECT s, t, k, d, '{TIMER_PENDING}', r, %s, %s "
+        "FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::text[]) "
+        "AS u(s, t, k, d, r) "
+        "ON CONFLICT (source, ticket_id, kind) DO UPDATE SET due_at = excluded.due_at, "
+        f"status = '{TIMER_PENDING}', rule = excluded.rule, updated_at = excluded.updated_at, "
+        "fired_at = NULL, lateness = NULL "
+        f"WHERE NOT (timers.status = '{TIMER_FIRED}' AND timers.due_at = excluded.due_at)"
+    )
+    cancel_timers = (
+        f"UPDATE timers SET status = '{TIMER_CANCELLED}', updated_at = %s "  # noqa: S608
+        "FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(s, t, k) "
+        "WHERE timers.source = u.s AND timers.ticket_id = u.t AND timers.kind = u.k "
+        f"AND timers.status = '{TIMER_PENDING}'"
+    )
+    insert_effects = (
+        "INSERT INTO outbox (key, target, kind, source, ticket_id, payload, reason, status, "
+        "attempts, next_attempt_at, created_at, updated_at, lease_owner, lease_expires_at, "
+        "lease_token, last_error) "
+        "SELECT ky, tg, kd, s, t, p::json, r, st, 0, a, a, a, lo, le, lt, er "
+        "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+        "%b::text[], %b::text[], %b::float8[], %b::text[], %b::float8[], %b::int[], "
+        "%b::text[]) WITH ORDINALITY AS u(ky, tg, kd, s, t, p, r, st, a, lo, le, lt, er, n) "
+        "ORDER BY n ON CONFLICT (key) DO NOTHING RETURNING id, key"
+    )
+
+
+def _json_text(value: Any) -> str:
+    """What a JSON column's bind processor would send: ``RawJSON`` as it is, else encoded."""
+    return value if type(value) is RawJSON else json.dumps(value)
+
+
+def _first_ids(keys: Sequence[Any], returned: Sequence[tuple[Any, ...]]) -> list[int | None]:
+    """For each of ``keys`` in order, the id ``returned`` for it as ``(id, *key)`` rows, or
+    None where none was returned (a conflict) or an earlier equal key took it."""
+    ids = {tuple(row[1:]) if len(row) > 2 else row[1]: int(row[0]) for row in returned}
+    return [ids.pop(key, None) for key in keys]
+
+
 # An effect inserted final, its target not configured (``UnitOfWork.insert_effects``).
 _SKIPPED_AT_ONCE = {
     "status": SKIPPED,
@@ -458,6 +559,16 @@ class UnitOfWork:
             self.conn._handle_dbapi_exception(exc, fast.sql, params, cursor, None)
         return fast, cursor
 
+    def _sets(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Execute one of ``_PgSets``' statements; the rows it returned."""
+        cursor = self._dbapi_cursor()
+        try:
+            cursor.execute(sql, params)
+        except Exception as exc:
+            self._cursor = None
+            self.conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+        return cursor.fetchall() if cursor.description is not None else []
+
     def _run_many(
         self, name: str, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
     ) -> int:
@@ -532,6 +643,18 @@ class UnitOfWork:
     def add_inbox_many(self, rows: Sequence[Mapping[str, Any]]) -> list[int | None]:
         """``add_inbox`` for each of ``rows`` (dicts of its arguments), in order: each one's
         id, or None for a (source, dedup_key) already recorded (earlier in ``rows`` too)."""
+        if self._pg:
+            returned = self._sets(
+                _PgSets.add_inbox,
+                (
+                    [row["source"] for row in rows],
+                    [row["dedup_key"] for row in rows],
+                    [row["ticket_id"] for row in rows],
+                    [row["at"] for row in rows],
+                    [_json_text(row["event"]) for row in rows],
+                ),
+            )
+            return _first_ids([(row["source"], row["dedup_key"]) for row in rows], returned)
         found = self._run_each(
             "add_inbox",
             [
@@ -564,6 +687,14 @@ class UnitOfWork:
         PostgreSQL locked (FOR UPDATE) one by one in key order, so that transactions sharing
         tickets take their locks in the same order."""
         ordered = sorted(set(keys))
+        if self._pg and ordered:
+            locked = self._sets(
+                _PgSets.lock_tickets, ([s for s, _ in ordered], [t for _, t in ordered])
+            )
+            return {
+                (source, ticket_id): dict(json.loads(state) if isinstance(state, str) else state)
+                for source, ticket_id, state in locked
+            }
         found = self._run_each("load_ticket", [{"b_source": s, "b_ticket": t} for s, t in ordered])
         return {key: dict(rows[0][0]) for key, rows in zip(ordered, found, strict=True) if rows}
 
@@ -571,6 +702,11 @@ class UnitOfWork:
         """``(source, ticket_id, target)`` for every target on which one of the tickets
         ``keys`` has an open (pending or retrying) effect."""
         ordered = sorted(set(keys))
+        if self._pg and ordered:
+            found_pg = self._sets(
+                _PgSets.open_targets, ([s for s, _ in ordered], [t for _, t in ordered])
+            )
+            return {(source, ticket_id, target) for source, ticket_id, target in found_pg}
         found = self._run_each("open_targets", [{"b_source": s, "b_ticket": t} for s, t in ordered])
         return {
             (source, ticket_id, target)
@@ -591,7 +727,18 @@ class UnitOfWork:
         self, entries: Sequence[tuple[str, str, float, str, dict[str, Any] | RawJSON]]
     ) -> None:
         """Append ``(source, ticket_id, at, kind, detail)`` entries in one statement."""
-        if entries:
+        if entries and self._pg:
+            self._sets(
+                _PgSets.add_timeline,
+                (
+                    [e[0] for e in entries],
+                    [e[1] for e in entries],
+                    [e[2] for e in entries],
+                    [e[3] for e in entries],
+                    [_json_text(e[4]) for e in entries],
+                ),
+            )
+        elif entries:
             self._run_many(
                 "add_timeline",
                 [
@@ -654,7 +801,18 @@ class UnitOfWork:
         for value, skip in zip(values, skipped or (), strict=False):
             if skip:
                 value.update(_SKIPPED_AT_ONCE)
-        found = self._run_each("enqueue", values, tuple(values[0]))
+        if self._pg:
+            returned = self._sets(
+                _PgSets.insert_effects,
+                tuple(
+                    [_json_text(v[name]) if name == "payload" else v[name] for v in values]
+                    for name in _PG_EFFECT_COLUMNS
+                ),
+            )
+            ids = _first_ids([v["key"] for v in values], returned)
+            found = [[(i,)] if i is not None else [] for i in ids]
+        else:
+            found = self._run_each("enqueue", values, tuple(values[0]))
         return [
             OutboxRow(
                 id=int(ids[0][0]),
@@ -720,16 +878,42 @@ class UnitOfWork:
             for (s, t, k), (due, _) in last.items()
             if due is None
         ]
+        if self._pg:
+            self._set_timers_pg(last, at)
+            return
         if armed:
             self._run_many("arm_timer", armed, tuple(armed[0]))
         if cancelled:
             self._run_many("cancel_timer", cancelled)
 
+    def _set_timers_pg(
+        self, last: Mapping[tuple[str, str, str], tuple[float | None, str]], at: float
+    ) -> None:
+        armed = [(key, due, rule) for key, (due, rule) in last.items() if due is not None]
+        cancelled = [key for key, (due, _) in last.items() if due is None]
+        if armed:
+            columns = zip(*((s, t, k, due, rule) for (s, t, k), due, rule in armed), strict=True)
+            self._sets(_PgSets.arm_timers, (at, at, *(list(c) for c in columns)))
+        if cancelled:
+            self._sets(
+                _PgSets.cancel_timers, (at, *(list(c) for c in zip(*cancelled, strict=True)))
+            )
+
     def save_tickets(
         self, states: Sequence[tuple[str, str, dict[str, Any] | RawJSON]], *, at: float
     ) -> None:
         """Upsert ``(source, ticket_id, state)`` rows in one statement."""
-        if states:
+        if states and self._pg:
+            self._sets(
+                _PgSets.save_tickets,
+                (
+                    at,
+                    [s for s, _, _ in states],
+                    [t for _, t, _ in states],
+                    [_json_text(st) for _, _, st in states],
+                ),
+            )
+        elif states:
             self._run_many(
                 "save_ticket",
                 [
