@@ -10,7 +10,7 @@ One run, everything on 127.0.0.1, every loop bounded in count and time (about 2 
    uvicorn in its own process with the same options, loaded by the same generator (``wrk``, one
    thread, 32 connections; bench/unique_tickets.lua gives every request its own ticket id)
    for a 2 s warm-up and then 10 s. VictorOps is not configured here, so each webhook's page
-   effect is recorded by the dispatcher as ``skipped`` (one more write per webhook).
+   effect is stored ``skipped`` in the webhook's own transaction (no dispatcher round trip).
 2. Webhook-to-VictorOps latency at a steady 100 webhooks/s (open loop, 2000 Urgent tickets):
    ticketbridge pages a fake VictorOps (bench/recorder.py) that stamps each alert's arrival;
    latency = arrival - send time of the webhook, matched by ticket id.
@@ -747,7 +747,7 @@ def render(results: dict[str, Any]) -> str:
         f"{env['cpus']} CPUs, {env['kernel']}, Python {env['python']}; both apps under uvicorn, "
         f"1 worker. Throughput: {env['loadgen']}, 1 thread, {CONNECTIONS} connections, "
         f"{WARMUP_SECONDS} s warm-up + {THROUGHPUT_SECONDS} s, every request a new Urgent ticket "
-        "(VictorOps unset, so ticketbridge's dispatcher records each page as skipped). "
+        "(VictorOps unset, so each page is stored skipped in the webhook's transaction). "
         f"Latency: {LATENCY_COUNT} Urgent tickets at {RATE}/s open loop after "
         f"{LATENCY_WARMUP} warm-up; receive time at a loopback recorder minus send time; a page "
         f"not received within {DELIVERY_GRACE:g} s of the last answer counts as never. Reference: "

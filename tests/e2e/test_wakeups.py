@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,7 +15,9 @@ from tests.conftest import AppHarness, freshdesk_body, make_settings
 from ticketbridge.adapters.store.sql import Announcement, Store
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.main import create_app
+from ticketbridge.app.service import ANNOUNCE_TIMERS_WITHIN, Incoming, PolicyBook, ingest_many
 from ticketbridge.app.wakeups import PgWakeups
+from ticketbridge.rules import EventKind, Priority, Status, TicketEvent
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -85,6 +88,68 @@ async def test_a_replica_hears_the_others_announcements_and_not_its_own(store: S
         await asyncio.to_thread(listener.stop)
         other.close()
     assert heard == [Announcement(timer=1795.5, effects=3), Announcement()]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_ingest_announces_claimable_effects_and_near_timers_only(
+    store: Store, policy: Any
+) -> None:
+    """A webhook whose effects all went out from its replica (leased) or were skipped, and
+    whose timers are due in half an hour, announces nothing (polls find such timers, and a
+    NOTIFY serialises commits); an effect left for any replica's claim, or a timer due
+    within ``ANNOUNCE_TIMERS_WITHIN``, is announced."""
+    other = Store(store.url)
+    heard: list[Announcement] = []
+    loop = asyncio.get_running_loop()
+    listener = PgWakeups(store.listen_conninfo() or "", heard.append, loop, store.is_own_backend)
+    listener.start()
+    book = PolicyBook(policy)
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    def created(ticket: str, opened: datetime | None = None) -> Incoming:
+        event = TicketEvent(
+            source="freshdesk",
+            ticket_id=ticket,
+            kind=EventKind.CREATED,
+            priority=Priority.URGENT,
+            status=Status.OPEN,
+            status_label="Open",
+            occurred_at=opened,
+        )
+        return Incoming(event, ticket, now, ("replica-a", now.timestamp() + 60))
+
+    try:
+        for _ in range(200):
+            if listener.listening.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert listener.listening.is_set()
+        await asyncio.sleep(0.1)
+        heard.clear()
+        with other.unit_of_work() as uow:  # leased page, skipped elsewhere: silent
+            ingest_many(uow, [created("quiet-1")], policies=book)
+        with other.unit_of_work() as uow:
+            ingest_many(uow, [created("quiet-2")], policies=book, configured=set())
+        with other.unit_of_work() as uow:  # the page left for a claim: announced
+            item = created("claim-1")
+            unleased = Incoming(item.event, item.dedup_key, item.now)
+            ingest_many(uow, [unleased], policies=book)
+        with other.unit_of_work() as uow:  # opened 29.5 min ago: Tier-One due in 30 s
+            ingest_many(uow, [created("near-1", now - timedelta(minutes=29.5))], policies=book)
+        for _ in range(100):
+            if len(heard) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # and nothing else arrives
+    finally:
+        await asyncio.to_thread(listener.stop)
+        other.close()
+    # Urgent: its Tier-One deadline is 30 min out, beyond ANNOUNCE_TIMERS_WITHIN.
+    assert ANNOUNCE_TIMERS_WITHIN < 30 * 60
+    assert heard == [
+        Announcement(timer=None, effects=1),
+        Announcement(timer=now.timestamp() + 30, effects=0),
+    ]
 
 
 def test_an_announcement_survives_the_wire_and_garbage_says_nothing() -> None:

@@ -59,6 +59,11 @@ class UnknownTicket(LookupError):
     """An admin request named a ticket ticketbridge has never seen."""
 
 
+# A timer armed by a webhook is announced to the other replicas only if due within this many
+# seconds (see the end of ``ingest_many``).
+ANNOUNCE_TIMERS_WITHIN = 60.0
+
+
 @dataclass(frozen=True)
 class IngestResult:
     outcome: Literal["accepted", "duplicate", "stale"]
@@ -222,12 +227,18 @@ def ingest_many(
                 tuple(row.target for row, skip in rows if skip),
             )
         )
-    # Work another replica may take, announced at commit: the earliest timer armed, and the
-    # effects left for a claim (the leased ones go out from here).
+    # Work another replica may take, announced at commit: the effects left for a claim (the
+    # leased ones go out from here) and the earliest timer armed, if it is due soon. This
+    # replica's own scheduler is woken for its timers, and every replica's looks for due
+    # timers at least once a poll period (a second by default): a NOTIFY for a deadline
+    # half an hour away only cost every replica work (and, on PostgreSQL, serialised the
+    # commits that send one).
+    soon = latest + ANNOUNCE_TIMERS_WITHIN
     armed = [r.earliest_timer for r in results if r.earliest_timer is not None]
+    timer = min(armed, default=None)
     unleased = sum(r.unclaimed for r in results)
-    if armed or unleased:
-        uow.announce(timer=min(armed, default=None), effects=unleased)
+    if unleased or (timer is not None and timer <= soon):
+        uow.announce(timer=timer if timer is not None and timer <= soon else None, effects=unleased)
     return results
 
 
