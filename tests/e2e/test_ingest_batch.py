@@ -209,3 +209,21 @@ def test_effects_for_a_target_not_configured_are_stored_skipped(
         }
     assert tuple(rows["cfg-1"])[1:] == ("skipped", 0, "target not configured", None)
     assert tuple(rows["cfg-2"])[1:] == ("pending", 0, None, "replica-a")
+
+
+def test_a_webhook_with_no_effect_still_stores_its_state_and_timers(
+    store: Store, policy: Policy
+) -> None:
+    """A Medium ticket pages nobody: on PostgreSQL the state and timer writes then go as the
+    ``WITH`` queries of a statement that inserts no effect."""
+    event = _event("quiet-1", EventKind.CREATED, Priority.MEDIUM, Status.OPEN, T0)
+    with store.unit_of_work() as uow:
+        [result] = ingest_many(uow, [Incoming(event, "q", T0, LEASE)], policies=PolicyBook(policy))
+    assert (result.outcome, result.effects, result.leased) == ("accepted", 0, ())
+    stored = _stored(store, "quiet")
+    assert [row["ticket_id"] for row in stored["tickets"]] == ["P-1"]
+    assert {r["kind"] for r in stored["timers"] if r["status"] == "pending"} == {
+        "tier_one",
+        "engagement",
+    }
+    assert store.count("outbox") == 0

@@ -203,14 +203,16 @@ def ingest_many(
             skipped.append(skip)
         armed = [c.due.timestamp() for c in decision.timers if c.due is not None]
         plans.append(("accepted", first, len(effects), min(armed, default=None)))
-    uow.save_tickets(
-        [(s, t, RawJSON(state.model_dump_json())) for (s, t), state in changed.items()],
-        at=latest,
-    )
-    uow.set_timers_many(timer_changes, at=latest)
-    uow.add_timeline_many(notes)
     lease = next((item.lease for item in items if item.lease is not None), None)
-    inserted = uow.insert_effects(effects, lease=lease, skipped=skipped)
+    inserted = uow.write_decided(
+        states=[(s, t, RawJSON(state.model_dump_json())) for (s, t), state in changed.items()],
+        timer_changes=timer_changes,
+        timeline=notes,
+        effects=effects,
+        at=latest,
+        lease=lease,
+        skipped=skipped,
+    )
     results = []
     for outcome, first, end, earliest in plans:
         rows = [

@@ -366,6 +366,107 @@ def _first_ids(keys: Sequence[Any], returned: Sequence[tuple[Any, ...]]) -> list
     return [ids.pop(key, None) for key in keys]
 
 
+# The main query of ``UnitOfWork.write_decided`` when there are no effects to insert.
+_NOTHING = "SELECT NULL, NULL WHERE false"
+
+
+def _pg_ticket_params(
+    states: Sequence[tuple[str, str, dict[str, Any] | RawJSON]], at: float
+) -> tuple[Any, ...]:
+    return (
+        at,
+        [s for s, _, _ in states],
+        [t for _, t, _ in states],
+        [_json_text(st) for _, _, st in states],
+    )
+
+
+def _pg_timeline_params(
+    entries: Sequence[tuple[str, str, float, str, dict[str, Any] | RawJSON]],
+) -> tuple[Any, ...]:
+    return (
+        [e[0] for e in entries],
+        [e[1] for e in entries],
+        [e[2] for e in entries],
+        [e[3] for e in entries],
+        [_json_text(e[4]) for e in entries],
+    )
+
+
+def _pg_timer_parts(
+    changes: Sequence[tuple[str, str, str, float | None, str]], at: float
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements (and their parameters) for ``set_timers_many``'s changes: for the
+    same timer the last change wins."""
+    last = {(s, t, k): (d, r) for s, t, k, d, r in changes}
+    armed = [(*key, due, rule) for key, (due, rule) in last.items() if due is not None]
+    cancelled = [key for key, (due, _) in last.items() if due is None]
+    parts: list[tuple[str, tuple[Any, ...]]] = []
+    if armed:
+        columns = zip(*armed, strict=True)
+        parts.append((_PgSets.arm_timers, (at, at, *(list(c) for c in columns))))
+    if cancelled:
+        columns = zip(*cancelled, strict=True)
+        parts.append((_PgSets.cancel_timers, (at, *(list(c) for c in columns))))
+    return parts
+
+
+def _effect_values(
+    rows: Sequence[tuple[Mapping[str, Any], float, bool]],
+    lease: tuple[str, float] | None,
+    skipped: Sequence[bool] | None,
+) -> list[dict[str, Any]]:
+    """The outbox rows to insert for ``(effect, at, leased)`` (see ``insert_effects``)."""
+    values = [
+        {
+            **row,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": at,
+            "created_at": at,
+            "updated_at": at,
+            "lease_owner": lease[0] if leased and lease else None,
+            "lease_expires_at": lease[1] if leased and lease else None,
+            "lease_token": 1 if leased and lease else 0,
+            "last_error": None,
+        }
+        for row, at, leased in rows
+    ]
+    for value, skip in zip(values, skipped or (), strict=False):
+        if skip:
+            value.update(_SKIPPED_AT_ONCE)
+    return values
+
+
+def _pg_effect_params(values: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
+    return tuple(
+        [_json_text(v[name]) if name == "payload" else v[name] for v in values]
+        for name in _PG_EFFECT_COLUMNS
+    )
+
+
+def _outbox_rows(
+    values: Sequence[Mapping[str, Any]], ids: Sequence[int | None]
+) -> list[OutboxRow | None]:
+    """What ``insert_effects`` returns: for each inserted row (its id found) the row."""
+    return [
+        OutboxRow(
+            id=row_id,
+            key=value["key"],
+            target=value["target"],
+            kind=value["kind"],
+            source=value["source"],
+            ticket_id=value["ticket_id"],
+            payload=value["payload"],
+            attempts=0,
+            lease_token=value["lease_token"],
+        )
+        if row_id is not None
+        else None
+        for value, row_id in zip(values, ids, strict=True)
+    ]
+
+
 # An effect inserted final, its target not configured (``UnitOfWork.insert_effects``).
 _SKIPPED_AT_ONCE = {
     "status": SKIPPED,
@@ -728,16 +829,7 @@ class UnitOfWork:
     ) -> None:
         """Append ``(source, ticket_id, at, kind, detail)`` entries in one statement."""
         if entries and self._pg:
-            self._sets(
-                _PgSets.add_timeline,
-                (
-                    [e[0] for e in entries],
-                    [e[1] for e in entries],
-                    [e[2] for e in entries],
-                    [e[3] for e in entries],
-                    [_json_text(e[4]) for e in entries],
-                ),
-            )
+            self._sets(_PgSets.add_timeline, _pg_timeline_params(entries))
         elif entries:
             self._run_many(
                 "add_timeline",
@@ -781,54 +873,52 @@ class UnitOfWork:
         ``skipped`` entry is true is inserted final, ``skipped`` for want of a configured
         target (what the dispatcher would record on its first look, without the round trip).
         """
-        values = [
-            {
-                **row,
-                "status": PENDING,
-                "attempts": 0,
-                "next_attempt_at": at,
-                "created_at": at,
-                "updated_at": at,
-                "lease_owner": lease[0] if leased and lease else None,
-                "lease_expires_at": lease[1] if leased and lease else None,
-                "lease_token": 1 if leased and lease else 0,
-                "last_error": None,
-            }
-            for row, at, leased in rows
-        ]
+        values = _effect_values(rows, lease, skipped)
         if not values:
             return []
-        for value, skip in zip(values, skipped or (), strict=False):
-            if skip:
-                value.update(_SKIPPED_AT_ONCE)
         if self._pg:
-            returned = self._sets(
-                _PgSets.insert_effects,
-                tuple(
-                    [_json_text(v[name]) if name == "payload" else v[name] for v in values]
-                    for name in _PG_EFFECT_COLUMNS
-                ),
-            )
-            ids = _first_ids([v["key"] for v in values], returned)
-            found = [[(i,)] if i is not None else [] for i in ids]
-        else:
-            found = self._run_each("enqueue", values, tuple(values[0]))
-        return [
-            OutboxRow(
-                id=int(ids[0][0]),
-                key=value["key"],
-                target=value["target"],
-                kind=value["kind"],
-                source=value["source"],
-                ticket_id=value["ticket_id"],
-                payload=value["payload"],
-                attempts=0,
-                lease_token=value["lease_token"],
-            )
-            if ids
-            else None
-            for value, ids in zip(values, found, strict=True)
-        ]
+            returned = self._sets(_PgSets.insert_effects, _pg_effect_params(values))
+            return _outbox_rows(values, _first_ids([v["key"] for v in values], returned))
+        found = self._run_each("enqueue", values, tuple(values[0]))
+        return _outbox_rows(values, [int(f[0][0]) if f else None for f in found])
+
+    def write_decided(
+        self,
+        *,
+        states: Sequence[tuple[str, str, dict[str, Any] | RawJSON]],
+        timer_changes: Sequence[tuple[str, str, str, float | None, str]],
+        timeline: Sequence[tuple[str, str, float, str, dict[str, Any] | RawJSON]],
+        effects: Sequence[tuple[Mapping[str, Any], float, bool]],
+        at: float,
+        lease: tuple[str, float] | None = None,
+        skipped: Sequence[bool] | None = None,
+    ) -> list[OutboxRow | None]:
+        """``save_tickets``, ``set_timers_many``, ``add_timeline_many`` and ``insert_effects``
+        (whose result it returns), in that order. On PostgreSQL one statement: the first
+        three as data-modifying ``WITH`` queries of the effects' INSERT (each a different
+        table, or for the timers different rows, so their running together changes nothing),
+        one round trip and one execution where there were four."""
+        if not self._pg:
+            self.save_tickets(states, at=at)
+            self.set_timers_many(timer_changes, at=at)
+            self.add_timeline_many(timeline)
+            return self.insert_effects(effects, lease=lease, skipped=skipped)
+        parts: list[tuple[str, tuple[Any, ...]]] = []
+        if states:
+            parts.append((_PgSets.save_tickets, _pg_ticket_params(states, at)))
+        parts.extend(_pg_timer_parts(timer_changes, at))
+        if timeline:
+            parts.append((_PgSets.add_timeline, _pg_timeline_params(timeline)))
+        values = _effect_values(effects, lease, skipped)
+        main, params = (
+            (_PgSets.insert_effects, _pg_effect_params(values)) if values else (_NOTHING, ())
+        )
+        if parts:
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(parts))
+            main = f"WITH {ctes} {main}"
+            params = (*(p for _, ps in parts for p in ps), *params)
+        returned = self._sets(main, params)
+        return _outbox_rows(values, _first_ids([v["key"] for v in values], returned))
 
     def has_open_effect(self, source: str, ticket_id: str, target: str) -> bool:
         """Whether the ticket has an open (pending or retrying) effect on ``target``."""
@@ -858,6 +948,10 @@ class UnitOfWork:
     ) -> None:
         """Apply ``(source, ticket_id, kind, due or None, rule)`` changes; for the same timer
         the last change wins."""
+        if self._pg:
+            for sql, params in _pg_timer_parts(changes, at):
+                self._sets(sql, params)
+            return
         last = {(s, t, k): (d, r) for s, t, k, d, r in changes}
         armed = [
             {
@@ -878,41 +972,17 @@ class UnitOfWork:
             for (s, t, k), (due, _) in last.items()
             if due is None
         ]
-        if self._pg:
-            self._set_timers_pg(last, at)
-            return
         if armed:
             self._run_many("arm_timer", armed, tuple(armed[0]))
         if cancelled:
             self._run_many("cancel_timer", cancelled)
-
-    def _set_timers_pg(
-        self, last: Mapping[tuple[str, str, str], tuple[float | None, str]], at: float
-    ) -> None:
-        armed = [(key, due, rule) for key, (due, rule) in last.items() if due is not None]
-        cancelled = [key for key, (due, _) in last.items() if due is None]
-        if armed:
-            columns = zip(*((s, t, k, due, rule) for (s, t, k), due, rule in armed), strict=True)
-            self._sets(_PgSets.arm_timers, (at, at, *(list(c) for c in columns)))
-        if cancelled:
-            self._sets(
-                _PgSets.cancel_timers, (at, *(list(c) for c in zip(*cancelled, strict=True)))
-            )
 
     def save_tickets(
         self, states: Sequence[tuple[str, str, dict[str, Any] | RawJSON]], *, at: float
     ) -> None:
         """Upsert ``(source, ticket_id, state)`` rows in one statement."""
         if states and self._pg:
-            self._sets(
-                _PgSets.save_tickets,
-                (
-                    at,
-                    [s for s, _, _ in states],
-                    [t for _, t, _ in states],
-                    [_json_text(st) for _, _, st in states],
-                ),
-            )
+            self._sets(_PgSets.save_tickets, _pg_ticket_params(states, at))
         elif states:
             self._run_many(
                 "save_ticket",
