@@ -1,9 +1,15 @@
 """``GroupCommit``: jobs submitted together share one transaction, each caller gets its own
-result, a failing job fails alone, and a store error reaches the caller (both backends)."""
+result, a failing job fails alone, and a store error reaches the caller (both backends). On a
+SQLite file the service runs batches ``inline`` (on the event loop's thread up to COMMIT); the
+tests run that mode too, and check that another process's write lock is waited for off the
+loop."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,8 +21,15 @@ from ticketbridge.adapters.store.sql import Store, UnitOfWork
 from ticketbridge.app.writer import GroupCommit
 
 
-def _writer(store: Store) -> tuple[GroupCommit, list[int]]:
-    """A writer, and the size of each batch it committed (one ``run_db`` call per batch)."""
+@pytest.fixture(params=["worker", "inline"])
+def mode(request: pytest.FixtureRequest, store: Store) -> str:
+    if request.param == "inline" and not store.is_sqlite_file:
+        return "worker"  # inline is for SQLite files only; the worker case already runs
+    return str(request.param)
+
+
+def _writer(store: Store, mode: str = "worker") -> tuple[GroupCommit, list[int]]:
+    """A writer, and the size of each batch it committed through ``run_db`` (worker mode)."""
     slot = anyio.CapacityLimiter(store.max_concurrency)
     batches: list[int] = []
 
@@ -25,7 +38,8 @@ def _writer(store: Store) -> tuple[GroupCommit, list[int]]:
         batches.append(len(result))
         return result
 
-    return GroupCommit(store=store, run_db=run_db), batches
+    inline = (lambda: slot) if mode == "inline" else None
+    return GroupCommit(store=store, run_db=run_db, inline=inline), batches
 
 
 def _save(name: str) -> Any:
@@ -42,24 +56,33 @@ def _saved(store: Store) -> set[str]:
 
 
 async def test_jobs_submitted_together_share_a_transaction_and_get_their_results(
-    store: Store,
+    store: Store, mode: str
 ) -> None:
-    writer, batches = _writer(store)
+    writer, batches = _writer(store, mode)
+    threads: list[int] = []
+
+    def where(uow: UnitOfWork) -> None:
+        threads.append(threading.get_ident())
+
     try:
-        results = await asyncio.gather(*(writer.submit(_save(f"p{i}")) for i in range(8)))
+        results = await asyncio.gather(
+            *(writer.submit(_save(f"p{i}")) for i in range(8)), writer.submit(where)
+        )
     finally:
         await writer.close()
-    assert results == [f"p{i}" for i in range(8)]
+    assert results == [*(f"p{i}" for i in range(8)), None]
     assert _saved(store) == {f"p{i}" for i in range(8)}
-    assert batches == [8]  # queued while the writer was idle: one batch, one commit
+    # Queued while the writer was idle: one batch, one commit; inline on this very thread.
+    assert batches == ([] if mode == "inline" else [9])
+    assert (threads == [threading.get_ident()]) is (mode == "inline")
 
 
-async def test_a_failing_job_fails_alone_and_the_others_commit(store: Store) -> None:
+async def test_a_failing_job_fails_alone_and_the_others_commit(store: Store, mode: str) -> None:
     def boom(uow: UnitOfWork) -> None:
         uow.save_policy("doomed", {}, at=1.0)
         raise ValueError("this job is broken")
 
-    writer, _ = _writer(store)
+    writer, _ = _writer(store, mode)
     try:
         outcomes = await asyncio.gather(
             writer.submit(_save("a")),
@@ -76,13 +99,13 @@ async def test_a_failing_job_fails_alone_and_the_others_commit(store: Store) -> 
 
 
 async def test_a_lone_job_hitting_a_store_error_raises_it_and_the_writer_goes_on(
-    store: Store,
+    store: Store, mode: str
 ) -> None:
     def duplicate(uow: UnitOfWork) -> None:
         uow.conn.execute(sa.insert(policies).values(fingerprint="x", document={}, created_at=1))
         uow.conn.execute(sa.insert(policies).values(fingerprint="x", document={}, created_at=1))
 
-    writer, _ = _writer(store)
+    writer, _ = _writer(store, mode)
     try:
         with pytest.raises(sa.exc.IntegrityError):
             await writer.submit(duplicate)
@@ -90,3 +113,33 @@ async def test_a_lone_job_hitting_a_store_error_raises_it_and_the_writer_goes_on
     finally:
         await writer.close()
     assert _saved(store) == {"after"}
+
+
+async def test_inline_a_lock_held_by_another_process_is_waited_for_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the SQLite file's write lock: the inline BEGIN does not wait on
+    the event loop's thread (``StoreBusy``); the batch waits in a worker thread, the loop
+    stays free meanwhile, and the job commits once the lock is released."""
+    path = tmp_path / "tb.db"
+    store = Store(f"sqlite:///{path}")
+    store.migrate()
+    writer, batches = _writer(store, "inline")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other process's write transaction
+    try:
+        job = asyncio.ensure_future(writer.submit(_save("waited")))
+        ticks = 0
+        for _ in range(10):  # the loop keeps running while the writer waits
+            await asyncio.sleep(0.02)
+            ticks += 1
+        assert not job.done()
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(job, 10) == "waited"
+    finally:
+        other.close()
+        await writer.close()
+    assert ticks == 10
+    assert batches == [1]  # the busy batch went through ``run_db``
+    assert _saved(store) == {"waited"}
+    store.close()

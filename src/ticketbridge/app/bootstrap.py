@@ -58,7 +58,13 @@ class Services:
 
     def __post_init__(self) -> None:
         self.policies = PolicyBook(self.policy)
-        self.writer = GroupCommit(store=self.store, run_db=self.run_db)
+        self.writer = GroupCommit(
+            store=self.store,
+            run_db=self.run_db,
+            # A SQLite file: a batch's statements run on the event loop's thread, holding the
+            # store like any other call (see ``GroupCommit``).
+            inline=self.db_slot if self.store.is_sqlite_file else None,
+        )
 
     def ingest_many(self, uow: UnitOfWork, items: list[Incoming]) -> list[IngestResult]:
         """``service.ingest_many`` under this service's policies (the webhooks' group-commit
@@ -68,9 +74,14 @@ class Services:
 
     async def run_db(self, fn: Callable[[], T]) -> T:
         """Run a blocking store call in a worker thread (one writer at a time on SQLite)."""
+        return await anyio.to_thread.run_sync(fn, limiter=self.db_slot())
+
+    def db_slot(self) -> anyio.CapacityLimiter:
+        """What a store call holds while it runs: as many as the store takes at once (one on
+        SQLite)."""
         if self.db_limiter is None:
             self.db_limiter = anyio.CapacityLimiter(self.store.max_concurrency)
-        return await anyio.to_thread.run_sync(fn, limiter=self.db_limiter)
+        return self.db_limiter
 
     async def reconcile(self, source: str, ticket: HelpdeskTicket) -> None:
         """Apply what the helpdesk API says about a ticket, as an event, through the rules."""

@@ -1,6 +1,13 @@
 """Group commit: concurrent webhooks share one transaction, and each still answers only
 after that transaction committed. On SQLite (one writer) this turns N commits, N fsyncs and N
-thread hops into one of each."""
+thread hops into one of each.
+
+On a SQLite file (``inline``) a batch runs on the event loop's own thread up to its COMMIT,
+which (with its fsync) goes to a worker thread: the statements take microseconds in process,
+and running them in a worker made that thread and the loop's trade the GIL at every statement
+(measured under wrk: about a seventh more webhooks per second inline). The BEGIN does not wait
+on the loop's thread: if another process holds the file's write lock (``StoreBusy``), the batch
+goes to a worker thread as before and waits there."""
 
 from __future__ import annotations
 
@@ -9,9 +16,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+import anyio
 import structlog
 
-from ticketbridge.adapters.store.sql import Store, UnitOfWork
+from ticketbridge.adapters.store.sql import Store, StoreBusy, UnitOfWork
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -61,6 +69,19 @@ def _run_jobs(uow: UnitOfWork, batch: list[_Job[Any]]) -> list[Any]:
     return results
 
 
+async def _end(
+    unit: contextlib.AbstractContextManager[Any], exc: Exception | None
+) -> Exception | None:
+    """Leave ``unit`` in a worker thread: commit (``exc`` None) or roll back; the error that
+    ended it, if any (the store's own, e.g. ``StoreUnavailable``, when it raised one)."""
+    args = (None, None, None) if exc is None else (type(exc), exc, exc.__traceback__)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, unit.__exit__, *args)
+    except Exception as raised:
+        return raised
+    return exc
+
+
 class GroupCommit:
     """Runs write jobs in batches of up to ``max_batch``, one transaction per batch."""
 
@@ -70,10 +91,12 @@ class GroupCommit:
         store: Store,
         run_db: Callable[[Callable[[], Any]], Awaitable[Any]],
         max_batch: int = 64,
+        inline: Callable[[], anyio.CapacityLimiter] | None = None,
     ) -> None:
         self._store = store
         self._run_db = run_db
         self._max = max_batch
+        self._inline = inline
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -113,7 +136,10 @@ class GroupCommit:
             if not batch:
                 continue
             try:
-                results = await self._run_db(lambda b=batch: self._commit(b))  # type: ignore[misc]
+                if self._inline is not None:
+                    results = await self._commit_inline(batch, self._inline())
+                else:
+                    results = await self._run_db(lambda b=batch: self._commit(b))  # type: ignore[misc]
             except Exception as exc:  # the whole batch failed: every caller learns why
                 for job in batch:
                     if not job.future.done():
@@ -127,6 +153,35 @@ class GroupCommit:
                 else:
                     job.future.set_exception(value)
 
+    async def _commit_inline(
+        self, batch: list[_Job[Any]], slot: anyio.CapacityLimiter
+    ) -> list[tuple[bool, Any]]:
+        """``_commit`` on this thread, holding ``slot`` (the store's); COMMIT in a worker."""
+        values: list[Any] = []
+        error: Exception | None = None
+        async with slot:
+            unit = self._store.unit_of_work(nowait=True)
+            try:
+                uow = unit.__enter__()
+            except StoreBusy:
+                busy = True
+            else:
+                busy = False
+                try:
+                    values = _run_jobs(uow, batch)
+                except Exception as exc:
+                    error = await _end(unit, exc)
+                else:
+                    error = await _end(unit, None)
+        if busy:  # another process writes: wait for it in a worker thread, not here
+            outcomes: list[tuple[bool, Any]] = await self._run_db(lambda: self._commit(batch))
+            return outcomes
+        if error is None:
+            return [(True, value) for value in values]
+        if len(batch) == 1:
+            raise error
+        return await self._run_db(lambda: self._each_alone(batch))  # type: ignore[no-any-return]
+
     def _commit(self, batch: list[_Job[Any]]) -> list[tuple[bool, Any]]:
         try:
             with self._store.unit_of_work() as uow:
@@ -134,7 +189,10 @@ class GroupCommit:
         except Exception:
             if len(batch) == 1:
                 raise
-        # One job failed and took the batch with it: run each alone so only it fails.
+        return self._each_alone(batch)
+
+    def _each_alone(self, batch: list[_Job[Any]]) -> list[tuple[bool, Any]]:
+        """One job failed and took the batch with it: run each alone so only it fails."""
         outcomes: list[tuple[bool, Any]] = []
         for job in batch:
             try:

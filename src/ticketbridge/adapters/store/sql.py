@@ -83,6 +83,15 @@ class StoreUnavailable(Exception):
     """The database cannot be reached or refused the transaction."""
 
 
+class StoreBusy(StoreUnavailable):
+    """A SQLite transaction asked not to wait found the file's write lock held by another
+    process (``Store.unit_of_work(nowait=True)``)."""
+
+
+# How long a SQLite BEGIN waits for another process's write lock (milliseconds).
+SQLITE_BUSY_MS = 10_000
+
+
 def normalise_url(url: str) -> str:
     """Pick our drivers: ``postgresql://`` means psycopg 3, ``sqlite://`` the stdlib module."""
     if url.startswith(("postgresql://", "postgres://")):
@@ -1172,6 +1181,8 @@ class Store:
         self.url = normalise_url(url)
         parsed = sa.make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # A SQLite file (not in memory): its connections may move between threads.
+        self.is_sqlite_file = self.is_sqlite and parsed.database not in (None, "", ":memory:")
         # Store calls the app may run at once: one writer on SQLite; on PostgreSQL as many
         # as the pool holds (a few more connections are left for calls made outside).
         self.max_concurrency = 1 if self.is_sqlite else PG_CONCURRENCY
@@ -1194,6 +1205,7 @@ class Store:
             }
             options["connect_args"] = {k: v for k, v in defaults.items() if k not in parsed.query}
         self.engine: Engine = sa.create_engine(self.url, **options)
+        self._nowait: tuple[Engine, Engine] | None = None
         # PostgreSQL: the server processes behind this store's connections, so that a
         # replica can tell its own NOTIFYs from the others'.
         self._backend_pids: set[int] = set()
@@ -1222,13 +1234,25 @@ class Store:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={synchronous}")
-            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         @sa.event.listens_for(self.engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if not conn.get_execution_options().get("sqlite_nowait"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            # Take the write lock now or fail at once (``StoreBusy``), not after waiting.
+            conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except sa.exc.OperationalError as exc:
+                if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                    raise StoreBusy("the database file is locked by another process") from exc
+                raise
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
     def database_time(self) -> float:
         """The database server's clock, as epoch seconds (this host's clock on SQLite, whose
@@ -1256,18 +1280,31 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @property
+    def _nowait_engine(self) -> Engine:
+        """``engine`` with the option its BEGIN reads (see ``_configure_sqlite``)."""
+        if self._nowait is None or self._nowait[0] is not self.engine:
+            self._nowait = (self.engine, self.engine.execution_options(sqlite_nowait=True))
+        return self._nowait[1]
+
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, nowait: bool = False) -> Iterator[Connection]:
+        """A transaction, committed when the block ends normally. ``nowait`` (SQLite): its
+        BEGIN does not wait for another process's write lock but raises ``StoreBusy``."""
+        engine = self._nowait_engine if nowait and self.is_sqlite else self.engine
         try:
-            with self.engine.begin() as conn:
+            with engine.begin() as conn:
                 yield conn
+        except StoreBusy:
+            raise
         except sa.exc.OperationalError as exc:
             raise StoreUnavailable(type(exc.orig).__name__ if exc.orig else "database") from exc
 
     @contextlib.contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
-        """A transaction: committed when the block ends normally, rolled back otherwise."""
-        with self.transaction() as conn:
+    def unit_of_work(self, *, nowait: bool = False) -> Iterator[UnitOfWork]:
+        """A transaction: committed when the block ends normally, rolled back otherwise
+        (``nowait``: see ``transaction``)."""
+        with self.transaction(nowait=nowait) as conn:
             uow = UnitOfWork(conn)
             try:
                 yield uow
