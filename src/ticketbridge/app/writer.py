@@ -5,7 +5,7 @@ thread hops into one of each.
 On a SQLite file (``inline``) a batch runs on the event loop's own thread up to its COMMIT,
 which (with its fsync) goes to a worker thread: the statements take microseconds in process,
 and running them in a worker made that thread and the loop's trade the GIL at every statement
-(measured under wrk: about a seventh more webhooks per second inline). The BEGIN does not wait
+(measured under wrk: about a sixth more webhooks per second inline). The BEGIN does not wait
 on the loop's thread: if another process holds the file's write lock (``StoreBusy``), the batch
 goes to a worker thread as before and waits there."""
 
