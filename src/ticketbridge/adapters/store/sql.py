@@ -1014,20 +1014,7 @@ class UnitOfWork:
         or the rows offered where the driver cannot count an executemany (psycopg: -1)."""
         if not rows:
             return 0
-        values = [
-            {
-                **row,
-                "status": PENDING,
-                "attempts": 0,
-                "next_attempt_at": at,
-                "created_at": at,
-                "updated_at": at,
-                "lease_owner": None,
-                "lease_expires_at": None,
-                "lease_token": 0,
-            }
-            for row in rows
-        ]
+        values = _effect_values([(row, at, False) for row in rows], None, None)
         inserted = self._run_many("enqueue_quietly", values, tuple(values[0]))
         return inserted if inserted >= 0 else len(values)
 
