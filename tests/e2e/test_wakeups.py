@@ -65,11 +65,7 @@ async def test_a_replica_hears_the_others_announcements_and_not_its_own(store: S
     listener = PgWakeups(store.listen_conninfo() or "", heard.append, loop, store.is_own_backend)
     listener.start()
     try:
-        for _ in range(200):
-            if listener.listening.is_set():
-                break
-            await asyncio.sleep(0.05)
-        assert listener.listening.is_set()
+        await _listening(listener)
         await asyncio.sleep(0.1)
         assert heard == [Announcement()]  # on (re)connecting: "look now"
         heard.clear()
@@ -79,11 +75,7 @@ async def test_a_replica_hears_the_others_announcements_and_not_its_own(store: S
             uow.announce(timer=1795.5, effects=3)
         with other.unit_of_work() as uow:
             uow.announce()
-        for _ in range(100):
-            if len(heard) >= 2:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # and nothing else arrives
+        await _hear(heard, 2)
     finally:
         await asyncio.to_thread(listener.stop)
         other.close()
@@ -119,11 +111,7 @@ async def test_ingest_announces_claimable_effects_and_near_timers_only(
         return Incoming(event, ticket, now, ("replica-a", now.timestamp() + 60))
 
     try:
-        for _ in range(200):
-            if listener.listening.is_set():
-                break
-            await asyncio.sleep(0.05)
-        assert listener.listening.is_set()
+        await _listening(listener)
         await asyncio.sleep(0.1)
         heard.clear()
         with other.unit_of_work() as uow:  # leased page, skipped elsewhere: silent
@@ -136,11 +124,7 @@ async def test_ingest_announces_claimable_effects_and_near_timers_only(
             ingest_many(uow, [unleased], policies=book)
         with other.unit_of_work() as uow:  # opened 29.5 min ago: Tier-One due in 30 s
             ingest_many(uow, [created("near-1", now - timedelta(minutes=29.5))], policies=book)
-        for _ in range(100):
-            if len(heard) >= 2:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # and nothing else arrives
+        await _hear(heard, 2)
     finally:
         await asyncio.to_thread(listener.stop)
         other.close()
@@ -150,6 +134,24 @@ async def test_ingest_announces_claimable_effects_and_near_timers_only(
         Announcement(timer=None, effects=1),
         Announcement(timer=now.timestamp() + 30, effects=0),
     ]
+
+
+async def _listening(listener: PgWakeups) -> None:
+    """Wait (bounded) until ``listener``'s LISTEN connection is up."""
+    for _ in range(200):
+        if listener.listening.is_set():
+            break
+        await asyncio.sleep(0.05)
+    assert listener.listening.is_set()
+
+
+async def _hear(heard: list[Announcement], count: int) -> None:
+    """Wait (bounded) for ``count`` announcements, then a little longer: nothing else comes."""
+    for _ in range(100):
+        if len(heard) >= count:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
 
 
 def test_an_announcement_survives_the_wire_and_garbage_says_nothing() -> None:
