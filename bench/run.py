@@ -70,6 +70,7 @@ RATE = 100  # webhooks (or alerts) per second, open loop
 LATENCY_COUNT = 2000  # 20 s at RATE
 LATENCY_WARMUP = 50
 REQUEST_TIMEOUT = 10.0  # per webhook / alert POST in the latency runs
+IDLE_EXPIRY = 2.0  # seconds a keep-alive connection of the pacer may sit idle and be reused
 DELIVERY_GRACE = 10.0  # seconds to wait for the last pages once every POST has answered
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -483,13 +484,19 @@ class RawClient:
     def __init__(self, url: str) -> None:
         parts = httpx.URL(url)
         self.host, self.port, self.path = parts.host, parts.port or 80, parts.raw_path.decode()
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # Idle connections with the time each went idle: one idle longer than IDLE_EXPIRY is
+        # dropped, not reused, so that a request never races the server's keep-alive timeout
+        # (uvicorn closes a connection idle for 5 s; a POST written as it closes would fail).
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
 
     async def post(self, body: bytes, headers: dict[str, str]) -> int:
         for attempt in range(2):
+            now = time.monotonic()
+            while self.idle and now - self.idle[-1][2] > IDLE_EXPIRY:
+                self.idle.pop()[1].close()
             reused = bool(self.idle)
             if reused:
-                reader, writer = self.idle.pop()
+                reader, writer, _idle_since = self.idle.pop()
             else:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
             try:
@@ -539,11 +546,11 @@ class RawClient:
         if close:
             writer.close()
         else:
-            self.idle.append((reader, writer))
+            self.idle.append((reader, writer, time.monotonic()))
         return status
 
     def close(self) -> None:
-        for _reader, writer in self.idle:
+        for _reader, writer, _idle_since in self.idle:
             writer.close()
         self.idle.clear()
 
