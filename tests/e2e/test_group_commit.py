@@ -1,30 +1,32 @@
 """``GroupCommit``: jobs submitted together share one transaction, each caller gets its own
 result, a failing job fails alone, and a store error reaches the caller (both backends). On a
-SQLite file the service runs batches ``inline`` (on the event loop's thread up to COMMIT); the
-tests run that mode too, and check that another process's write lock is waited for off the
-loop."""
+SQLite file and on PostgreSQL the service runs batches ``inline`` (on the event loop's thread
+up to COMMIT); the tests run that mode too, and check that a lock held by another transaction
+(SQLite's write lock, a PostgreSQL row lock) is waited for off the loop."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from ticketbridge.adapters.store.schema import policies
-from ticketbridge.adapters.store.sql import Store, UnitOfWork
+from ticketbridge.adapters.store.sql import PG_NOWAIT_LOCK_MS, Store, UnitOfWork
 from ticketbridge.app.writer import GroupCommit
 
 
 @pytest.fixture(params=["worker", "inline"])
 def mode(request: pytest.FixtureRequest, store: Store) -> str:
-    if request.param == "inline" and not store.is_sqlite_file:
-        return "worker"  # inline is for SQLite files only; the worker case already runs
+    if request.param == "inline" and not store.supports_nowait:
+        return "worker"  # not inline on an in-memory database; the worker case already runs
     return str(request.param)
 
 
@@ -143,3 +145,45 @@ async def test_inline_a_lock_held_by_another_process_is_waited_for_off_the_loop(
     assert batches == [1]  # the busy batch went through ``run_db``
     assert _saved(store) == {"waited"}
     store.close()
+
+
+async def test_inline_a_row_lock_held_by_another_transaction_is_waited_for_off_the_loop(
+    postgresql_server: Any,
+) -> None:
+    """PostgreSQL: another transaction inserted the same key and has not committed. The
+    inline batch's INSERT waits for it at most ``PG_NOWAIT_LOCK_MS`` on the loop's thread,
+    rolls back (``StoreBusy``) and runs again in a worker thread, which waits for the other
+    transaction; the loop stays free meanwhile, and the job's result comes once that commits
+    (here: the key was taken, so the job inserts nothing and still succeeds)."""
+    database = postgresql_server.migrated()
+    store = Store(postgresql_server.url(database))
+    writer, batches = _writer(store, "inline")
+    url = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    other = psycopg.connect(url)
+    other.execute(
+        "INSERT INTO policies (fingerprint, document, created_at) VALUES ('held', '{}', 1)"
+    )
+    gaps: list[float] = []
+    try:
+        job = asyncio.ensure_future(writer.submit(_save("held")))
+        last = time.monotonic()
+        for _ in range(40):  # 0.8 s of ticks: the loop keeps running while the writer waits
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+        assert not job.done()
+        other.commit()
+        assert await asyncio.wait_for(job, 10) == "held"
+    finally:
+        other.close()
+        await writer.close()
+    # The loop's thread waited on the lock once, for about the lock timeout, not for the
+    # whole time the other transaction held it.
+    assert PG_NOWAIT_LOCK_MS <= 500
+    assert max(gaps) < 0.8  # the other transaction held its lock for 0.8 s and more
+    assert sum(1 for gap in gaps if gap > 0.1) <= 1
+    assert batches == [1]  # the busy batch went through ``run_db``
+    assert _saved(store) == {"held"}
+    store.close()
+    postgresql_server.drop(database)

@@ -61,9 +61,9 @@ class Services:
         self.writer = GroupCommit(
             store=self.store,
             run_db=self.run_db,
-            # A SQLite file: a batch's statements run on the event loop's thread, holding the
-            # store like any other call (see ``GroupCommit``).
-            inline=self.db_slot if self.store.is_sqlite_file else None,
+            # A batch's statements run on the event loop's thread, holding the store like any
+            # other call (see ``GroupCommit``); not on an in-memory SQLite database (tests).
+            inline=self.db_slot if self.store.supports_nowait else None,
         )
 
     def ingest_many(self, uow: UnitOfWork, items: list[Incoming]) -> list[IngestResult]:

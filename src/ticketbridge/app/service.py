@@ -145,7 +145,7 @@ def ingest_many(
     item's own. Given the ``configured`` targets, an effect for any other is stored final,
     ``skipped`` (what the dispatcher would record on its first look).
     """
-    inbox_ids = uow.add_inbox_many(
+    inbox_ids, stored = uow.add_inbox_and_lock(
         [
             {
                 "source": item.event.source,
@@ -158,7 +158,6 @@ def ingest_many(
         ]
     )
     fresh = [item for item, inbox_id in zip(items, inbox_ids, strict=True) if inbox_id]
-    stored = uow.lock_tickets([(i.event.source, i.event.ticket_id) for i in fresh])
     states: dict[tuple[str, str], TicketState] = {
         key: TicketState.model_validate(raw) for key, raw in stored.items()
     }

@@ -84,12 +84,21 @@ class StoreUnavailable(Exception):
 
 
 class StoreBusy(StoreUnavailable):
-    """A SQLite transaction asked not to wait found the file's write lock held by another
-    process (``Store.unit_of_work(nowait=True)``)."""
+    """A transaction asked not to wait (``Store.unit_of_work(nowait=True)``) found a lock
+    held by another transaction: on SQLite the file's write lock at BEGIN, on PostgreSQL a
+    row or key lock held longer than ``PG_NOWAIT_LOCK_MS``. Nothing it did is kept."""
 
 
 # How long a SQLite BEGIN waits for another process's write lock (milliseconds).
 SQLITE_BUSY_MS = 10_000
+# A ``nowait`` transaction on PostgreSQL gives up (``StoreBusy``) after waiting this long for
+# a lock (another replica's transaction on the same ticket normally commits within a few ms).
+PG_NOWAIT_LOCK_MS = 200
+# A PostgreSQL connection fails when the server has not acknowledged what was sent for this
+# long (TCP_USER_TIMEOUT), rather than waiting on a dead peer indefinitely.
+PG_TCP_USER_TIMEOUT_MS = 10_000
+# SQLSTATE lock_not_available: a lock wait ran out (lock_timeout).
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def normalise_url(url: str) -> str:
@@ -315,6 +324,13 @@ class _PgSets:
         "WHERE (source, ticket_id) IN (SELECT * FROM unnest(%b::text[], %b::text[])) "
         'ORDER BY source COLLATE "C", ticket_id COLLATE "C" FOR UPDATE OF tickets'
     )
+    # Both at once: the inbox rows inserted (part 0: id, source, dedup_key) and the tickets
+    # locked (part 1: source, ticket_id, state), one round trip where there were two.
+    add_inbox_and_lock = (
+        f"WITH i AS ({add_inbox}) "  # noqa: S608 (the two statements above, no input)
+        "SELECT 0, id, source, dedup_key, NULL::json FROM i UNION ALL "
+        f"SELECT 1, NULL, source, ticket_id, state FROM ({lock_tickets}) AS l"
+    )
     # (The f-strings below put this module's state constants in the text, no input.)
     open_targets = (
         "SELECT DISTINCT source, ticket_id, target FROM outbox "  # noqa: S608
@@ -377,6 +393,16 @@ def _first_ids(keys: Sequence[Any], returned: Sequence[tuple[Any, ...]]) -> list
 
 # The main query of ``UnitOfWork.write_decided`` when there are no effects to insert.
 _NOTHING = "SELECT NULL, NULL WHERE false"
+
+
+def _pg_inbox_params(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], ...]:
+    return (
+        [row["source"] for row in rows],
+        [row["dedup_key"] for row in rows],
+        [row["ticket_id"] for row in rows],
+        [row["at"] for row in rows],
+        [_json_text(row["event"]) for row in rows],
+    )
 
 
 def _pg_ticket_params(
@@ -754,16 +780,7 @@ class UnitOfWork:
         """``add_inbox`` for each of ``rows`` (dicts of its arguments), in order: each one's
         id, or None for a (source, dedup_key) already recorded (earlier in ``rows`` too)."""
         if self._pg:
-            returned = self._sets(
-                _PgSets.add_inbox,
-                (
-                    [row["source"] for row in rows],
-                    [row["dedup_key"] for row in rows],
-                    [row["ticket_id"] for row in rows],
-                    [row["at"] for row in rows],
-                    [_json_text(row["event"]) for row in rows],
-                ),
-            )
+            returned = self._sets(_PgSets.add_inbox, _pg_inbox_params(rows))
             return _first_ids([(row["source"], row["dedup_key"]) for row in rows], returned)
         found = self._run_each(
             "add_inbox",
@@ -781,6 +798,33 @@ class UnitOfWork:
             _INBOX_KEYS,
         )
         return [int(f[0][0]) if f else None for f in found]
+
+    def add_inbox_and_lock(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[int | None], dict[tuple[str, str], dict[str, Any]]]:
+        """``add_inbox_many(rows)``, and ``lock_tickets`` for the tickets of the rows that
+        were new (on PostgreSQL of all the rows, in one statement)."""
+        if not self._pg:
+            ids = self.add_inbox_many(rows)
+            fresh = [(r["source"], r["ticket_id"]) for r, i in zip(rows, ids, strict=True) if i]
+            return ids, self.lock_tickets(fresh)
+        keys = sorted({(row["source"], row["ticket_id"]) for row in rows})
+        returned = self._sets(
+            _PgSets.add_inbox_and_lock,
+            (
+                *_pg_inbox_params(rows),
+                [source for source, _ in keys],
+                [ticket_id for _, ticket_id in keys],
+            ),
+        )
+        inserted = [(i, source, key) for part, i, source, key, _ in returned if part == 0]
+        states = {
+            (source, ticket_id): dict(json.loads(state) if isinstance(state, str) else state)
+            for part, _, source, ticket_id, state in returned
+            if part == 1
+        }
+        ids = _first_ids([(row["source"], row["dedup_key"]) for row in rows], inserted)
+        return ids, states
 
     def mark_inbox(self, inbox_id: int, outcome: str) -> None:
         self._run("mark_inbox", {"b_id": inbox_id, "b_outcome": outcome})
@@ -1174,6 +1218,7 @@ class Store:
         # as the pool holds (a few more connections are left for calls made outside).
         self.max_concurrency = 1 if self.is_sqlite else PG_CONCURRENCY
         options: dict[str, Any] = {"pool_pre_ping": False}
+        self._nowait: tuple[Engine, Engine] | None = None
         if not self.is_sqlite:
             options["pool_size"] = PG_CONCURRENCY
             options["max_overflow"] = 4
@@ -1187,32 +1232,44 @@ class Store:
             stall_ms = max(1000, int(stall_seconds * 1000))
             defaults = {
                 "connect_timeout": 10,
+                # A connection fails once what it sent stays unacknowledged this long (a dead
+                # server or a partition), rather than waiting indefinitely.
+                "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
                 "application_name": "ticketbridge",
                 "options": f"-c idle_in_transaction_session_timeout={stall_ms}",
             }
             options["connect_args"] = {k: v for k, v in defaults.items() if k not in parsed.query}
         self.engine: Engine = sa.create_engine(self.url, **options)
-        self._nowait: tuple[Engine, Engine] | None = None
         # PostgreSQL: the server processes behind this store's connections, so that a
         # replica can tell its own NOTIFYs from the others'.
         self._backend_pids: set[int] = set()
         if not self.is_sqlite:
-            pids = self._backend_pids
-
-            @sa.event.listens_for(self.engine, "connect")
-            def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
-                record.info["backend_pid"] = pid = dbapi_conn.info.backend_pid
-                pids.add(pid)
-
-            @sa.event.listens_for(self.engine, "close")
-            def _on_pg_close(_dbapi_conn: Any, record: Any) -> None:
-                pids.discard(record.info.get("backend_pid"))
-
+            self._track_backends(self.engine)
+            self._configure_pg_nowait()
         if self.is_sqlite:
             mode = sqlite_synchronous.upper()
             if mode not in SQLITE_SYNCHRONOUS:
                 raise ValueError(f"sqlite synchronous must be one of {SQLITE_SYNCHRONOUS}")
             self._configure_sqlite(mode)
+
+    def _track_backends(self, engine: Engine) -> None:
+        pids = self._backend_pids
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
+            record.info["backend_pid"] = pid = dbapi_conn.info.backend_pid
+            pids.add(pid)
+
+        @sa.event.listens_for(engine, "close")
+        def _on_pg_close(_dbapi_conn: Any, record: Any) -> None:
+            pids.discard(record.info.get("backend_pid"))
+
+    def _configure_pg_nowait(self) -> None:
+        @sa.event.listens_for(self.engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            if conn.get_execution_options().get("nowait"):
+                # This transaction's lock waits end after PG_NOWAIT_LOCK_MS (``StoreBusy``).
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {PG_NOWAIT_LOCK_MS}")
 
     def _configure_sqlite(self, synchronous: str) -> None:
         @sa.event.listens_for(self.engine, "connect")
@@ -1227,7 +1284,7 @@ class Store:
 
         @sa.event.listens_for(self.engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            if not conn.get_execution_options().get("sqlite_nowait"):
+            if not conn.get_execution_options().get("nowait"):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 return
             # Take the write lock now or fail at once (``StoreBusy``), not after waiting.
@@ -1268,23 +1325,33 @@ class Store:
         self.engine.dispose()
 
     @property
+    def supports_nowait(self) -> bool:
+        """Whether ``unit_of_work(nowait=True)`` is bounded: a SQLite file or PostgreSQL."""
+        return self.is_sqlite_file or not self.is_sqlite
+
+    @property
     def _nowait_engine(self) -> Engine:
-        """``engine`` with the option its BEGIN reads (see ``_configure_sqlite``)."""
+        """``engine`` with the option its BEGIN reads (see ``_configure_sqlite`` and
+        ``_configure_pg_nowait``)."""
         if self._nowait is None or self._nowait[0] is not self.engine:
-            self._nowait = (self.engine, self.engine.execution_options(sqlite_nowait=True))
+            self._nowait = (self.engine, self.engine.execution_options(nowait=True))
         return self._nowait[1]
 
     @contextlib.contextmanager
     def transaction(self, *, nowait: bool = False) -> Iterator[Connection]:
-        """A transaction, committed when the block ends normally. ``nowait`` (SQLite): its
-        BEGIN does not wait for another process's write lock but raises ``StoreBusy``."""
-        engine = self._nowait_engine if nowait and self.is_sqlite else self.engine
+        """A transaction, committed when the block ends normally. ``nowait``: it does not wait
+        on another transaction's locks (on SQLite the file's write lock at BEGIN; on
+        PostgreSQL any lock for more than ``PG_NOWAIT_LOCK_MS``) but raises ``StoreBusy``,
+        having changed nothing."""
+        engine = self._nowait_engine if nowait else self.engine
         try:
             with engine.begin() as conn:
                 yield conn
         except StoreBusy:
             raise
         except sa.exc.OperationalError as exc:
+            if nowait and getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise StoreBusy("a lock is held by another transaction") from exc
             raise StoreUnavailable(type(exc.orig).__name__ if exc.orig else "database") from exc
 
     @contextlib.contextmanager
