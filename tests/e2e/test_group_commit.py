@@ -30,7 +30,9 @@ def mode(request: pytest.FixtureRequest, store: Store) -> str:
     return str(request.param)
 
 
-def _writer(store: Store, mode: str = "worker") -> tuple[GroupCommit, list[int]]:
+def _writer(
+    store: Store, mode: str = "worker", inline_from: int = 1
+) -> tuple[GroupCommit, list[int]]:
     """A writer, and the size of each batch it committed through ``run_db`` (worker mode)."""
     slot = anyio.CapacityLimiter(store.max_concurrency)
     batches: list[int] = []
@@ -41,7 +43,7 @@ def _writer(store: Store, mode: str = "worker") -> tuple[GroupCommit, list[int]]
         return result
 
     inline = (lambda: slot) if mode == "inline" else None
-    return GroupCommit(store=store, run_db=run_db, inline=inline), batches
+    return GroupCommit(store=store, run_db=run_db, inline=inline, inline_from=inline_from), batches
 
 
 def _save(name: str) -> Any:
@@ -77,6 +79,26 @@ async def test_jobs_submitted_together_share_a_transaction_and_get_their_results
     # Queued while the writer was idle: one batch, one commit; inline on this very thread.
     assert batches == ([] if mode == "inline" else [9])
     assert (threads == [threading.get_ident()]) is (mode == "inline")
+
+
+async def test_inline_only_from_a_batch_size(store: Store) -> None:
+    """With ``inline_from`` (PostgreSQL's setting), a lone job runs in a worker thread and a
+    batch that large runs on the loop's thread."""
+    assert store.supports_nowait  # a SQLite file or PostgreSQL
+    writer, batches = _writer(store, "inline", inline_from=4)
+    threads: list[int] = []
+
+    def where(uow: UnitOfWork) -> None:
+        threads.append(threading.get_ident())
+
+    try:
+        await writer.submit(where)  # alone
+        await asyncio.gather(*(writer.submit(where) for _ in range(6)))  # one batch of six
+    finally:
+        await writer.close()
+    assert batches == [1]
+    assert threads[0] != threading.get_ident()
+    assert threads[1:] == [threading.get_ident()] * 6
 
 
 async def test_a_failing_job_fails_alone_and_the_others_commit(store: Store, mode: str) -> None:

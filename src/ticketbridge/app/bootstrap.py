@@ -38,6 +38,10 @@ STATUS_LABELS = {
 }
 
 
+# On PostgreSQL, the smallest group commit run on the event loop's thread (see GroupCommit).
+PG_INLINE_FROM = 4
+
+
 @dataclass
 class Services:
     """Everything the routes and workers use; tests build one with fakes."""
@@ -64,6 +68,7 @@ class Services:
             # A batch's statements run on the event loop's thread, holding the store like any
             # other call (see ``GroupCommit``); not on an in-memory SQLite database (tests).
             inline=self.db_slot if self.store.supports_nowait else None,
+            inline_from=1 if self.store.is_sqlite else PG_INLINE_FROM,
         )
 
     def ingest_many(self, uow: UnitOfWork, items: list[Incoming]) -> list[IngestResult]:
