@@ -39,7 +39,7 @@ STATUS_LABELS = {
 
 
 # On PostgreSQL, the smallest group commit run on the event loop's thread (see GroupCommit).
-PG_INLINE_FROM = 4
+PG_INLINE_FROM = 2
 
 
 @dataclass

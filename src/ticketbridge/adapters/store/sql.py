@@ -1269,7 +1269,10 @@ class Store:
         def _on_begin(conn: Connection) -> None:
             if conn.get_execution_options().get("nowait"):
                 # This transaction's lock waits end after PG_NOWAIT_LOCK_MS (``StoreBusy``).
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {PG_NOWAIT_LOCK_MS}")
+                # (On the driver's connection: SQLAlchemy's execute costs more than the trip.)
+                dbapi = conn.connection.dbapi_connection
+                assert dbapi is not None
+                dbapi.execute(f"SET LOCAL lock_timeout = {PG_NOWAIT_LOCK_MS}")
 
     def _configure_sqlite(self, synchronous: str) -> None:
         @sa.event.listens_for(self.engine, "connect")
