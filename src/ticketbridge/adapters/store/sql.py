@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sqlite3
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -1203,6 +1204,14 @@ class UnitOfWork:
         return dict(row.document) if row is not None else None
 
 
+def _sqlite_execute(conn: Connection, dbapi: Any, sql: str) -> None:
+    """``sql`` on ``conn``'s driver connection; a driver error raised as SQLAlchemy's."""
+    try:
+        dbapi.execute(sql)
+    except sqlite3.Error as exc:
+        conn._handle_dbapi_exception(exc, sql, (), None, None)
+
+
 class Store:
     """Schema management, units of work, outbox claims and read models."""
 
@@ -1287,19 +1296,23 @@ class Store:
 
         @sa.event.listens_for(self.engine, "begin")
         def _on_begin(conn: Connection) -> None:
+            # On the driver's connection (SQLAlchemy's execute costs more than the statement);
+            # an error is raised as ``execute`` would (``sa.exc.OperationalError``...).
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
             if not conn.get_execution_options().get("nowait"):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                _sqlite_execute(conn, dbapi, "BEGIN IMMEDIATE")
                 return
             # Take the write lock now or fail at once (``StoreBusy``), not after waiting.
-            conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            dbapi.execute("PRAGMA busy_timeout=0")
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                _sqlite_execute(conn, dbapi, "BEGIN IMMEDIATE")
             except sa.exc.OperationalError as exc:
                 if "locked" in str(exc.orig) or "busy" in str(exc.orig):
                     raise StoreBusy("the database file is locked by another process") from exc
                 raise
             finally:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+                dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
     def database_time(self) -> float:
         """The database server's clock, as epoch seconds (this host's clock on SQLite, whose
