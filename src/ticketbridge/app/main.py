@@ -117,6 +117,10 @@ def create_app(
         if svc.http is None:
             svc.http = httpx.AsyncClient(
                 timeout=httpx.Timeout(cfg.dispatch.http_timeout, connect=5.0),
+                # httpcore checks every idle connection (a syscall each) on every request:
+                # with 20 idle (its default), a POST cost 1.8 ms of CPU against 1.0 with one.
+                # A burst per target opens at most ``concurrency_per_target`` connections.
+                limits=httpx.Limits(max_keepalive_connections=cfg.dispatch.concurrency_per_target),
                 headers={"User-Agent": f"ticketbridge/{ticketbridge.__version__}"},
             )
         if svc.senders is None:
