@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from ticketbridge.adapters.store.schema import policies
-from ticketbridge.adapters.store.sql import PG_NOWAIT_LOCK_MS, Store, UnitOfWork
+from ticketbridge.adapters.store.sql import PG_NOWAIT_LOCK_MS, Store, StoreUnavailable, UnitOfWork
 from ticketbridge.app.writer import GroupCommit
 
 
@@ -207,5 +207,34 @@ async def test_inline_a_row_lock_held_by_another_transaction_is_waited_for_off_t
     assert sum(1 for gap in gaps if gap > 0.1) <= 1
     assert batches == [1]  # the busy batch went through ``run_db``
     assert _saved(store) == {"held"}
+    store.close()
+    postgresql_server.drop(database)
+
+
+async def test_inline_a_broken_connection_fails_the_batch_as_unavailable_then_recovers(
+    postgresql_server: Any,
+) -> None:
+    """PostgreSQL: the server ended the pooled connection. An inline batch fails with
+    ``StoreUnavailable`` (the webhook's 503, not a driver error and a 500), the connection is
+    dropped from the pool, and the next batch commits on a new one."""
+    database = postgresql_server.migrated()
+    store = Store(postgresql_server.url(database))
+    writer, _ = _writer(store, "inline")
+    try:
+        assert await writer.submit(_save("before")) == "before"  # a pooled connection now
+        url = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        outcomes = await asyncio.gather(
+            *(writer.submit(_save(f"lost{i}")) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+        assert await writer.submit(_save("after")) == "after"
+    finally:
+        await writer.close()
+    assert _saved(store) == {"before", "after"}
     store.close()
     postgresql_server.drop(database)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import sqlite3
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -1204,11 +1203,15 @@ class UnitOfWork:
         return dict(row.document) if row is not None else None
 
 
-def _sqlite_execute(conn: Connection, dbapi: Any, sql: str) -> None:
-    """``sql`` on ``conn``'s driver connection; a driver error raised as SQLAlchemy's."""
+def _driver_execute(conn: Connection, sql: str) -> None:
+    """``sql`` on ``conn``'s driver connection (SQLAlchemy's own execute costs more than a
+    statement such as BEGIN); a driver error is raised as ``execute`` would raise it
+    (``sa.exc.OperationalError``..., the connection invalidated if it is broken)."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
     try:
         dbapi.execute(sql)
-    except sqlite3.Error as exc:
+    except conn.dialect.loaded_dbapi.Error as exc:
         conn._handle_dbapi_exception(exc, sql, (), None, None)
 
 
@@ -1278,10 +1281,7 @@ class Store:
         def _on_begin(conn: Connection) -> None:
             if conn.get_execution_options().get("nowait"):
                 # This transaction's lock waits end after PG_NOWAIT_LOCK_MS (``StoreBusy``).
-                # (On the driver's connection: SQLAlchemy's execute costs more than the trip.)
-                dbapi = conn.connection.dbapi_connection
-                assert dbapi is not None
-                dbapi.execute(f"SET LOCAL lock_timeout = {PG_NOWAIT_LOCK_MS}")
+                _driver_execute(conn, f"SET LOCAL lock_timeout = {PG_NOWAIT_LOCK_MS}")
 
     def _configure_sqlite(self, synchronous: str) -> None:
         @sa.event.listens_for(self.engine, "connect")
@@ -1296,23 +1296,19 @@ class Store:
 
         @sa.event.listens_for(self.engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            # On the driver's connection (SQLAlchemy's execute costs more than the statement);
-            # an error is raised as ``execute`` would (``sa.exc.OperationalError``...).
-            dbapi = conn.connection.dbapi_connection
-            assert dbapi is not None
             if not conn.get_execution_options().get("nowait"):
-                _sqlite_execute(conn, dbapi, "BEGIN IMMEDIATE")
+                _driver_execute(conn, "BEGIN IMMEDIATE")
                 return
             # Take the write lock now or fail at once (``StoreBusy``), not after waiting.
-            dbapi.execute("PRAGMA busy_timeout=0")
+            _driver_execute(conn, "PRAGMA busy_timeout=0")
             try:
-                _sqlite_execute(conn, dbapi, "BEGIN IMMEDIATE")
+                _driver_execute(conn, "BEGIN IMMEDIATE")
             except sa.exc.OperationalError as exc:
                 if "locked" in str(exc.orig) or "busy" in str(exc.orig):
                     raise StoreBusy("the database file is locked by another process") from exc
                 raise
             finally:
-                dbapi.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+                _driver_execute(conn, f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
     def database_time(self) -> float:
         """The database server's clock, as epoch seconds (this host's clock on SQLite, whose
