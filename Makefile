@@ -48,7 +48,7 @@ bench: $(STAMP)  ## ingest throughput and webhook-to-page latency (SQLite), ~2 m
 bench-timers: $(STAMP)  ## 100,000 pending timers, 10,000 due in one second, ~2 min
 	$(BIN)/python bench/timers.py
 
-bench-replicas: $(STAMP)  ## PostgreSQL, one replica and two, beside SQLite, ~2 min
+bench-replicas: $(STAMP)  ## PostgreSQL, one replica and two, beside SQLite, ~5 min
 	$(BIN)/python bench/replicas.py
 
 openapi: $(STAMP)
