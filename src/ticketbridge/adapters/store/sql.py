@@ -324,8 +324,8 @@ class _PgSets:
         "WHERE (source, ticket_id) IN (SELECT * FROM unnest(%b::text[], %b::text[])) "
         'ORDER BY source COLLATE "C", ticket_id COLLATE "C" FOR UPDATE OF tickets'
     )
-    # Both at once: the inbox rows inserted (part 0: id, source, dedup_key) and the tickets
-    # locked (part 1: source, ticket_id, state), one round trip where there were two.
+    # The two above as one statement: the inbox rows inserted (part 0: id, source, dedup_key)
+    # and the tickets locked (part 1: source, ticket_id, state), one round trip.
     add_inbox_and_lock = (
         f"WITH i AS ({add_inbox}) "  # noqa: S608 (the two statements above, no input)
         "SELECT 0, id, source, dedup_key, NULL::json FROM i UNION ALL "
@@ -393,16 +393,6 @@ def _first_ids(keys: Sequence[Any], returned: Sequence[tuple[Any, ...]]) -> list
 
 # The main query of ``UnitOfWork.write_decided`` when there are no effects to insert.
 _NOTHING = "SELECT NULL, NULL WHERE false"
-
-
-def _pg_inbox_params(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], ...]:
-    return (
-        [row["source"] for row in rows],
-        [row["dedup_key"] for row in rows],
-        [row["ticket_id"] for row in rows],
-        [row["at"] for row in rows],
-        [_json_text(row["event"]) for row in rows],
-    )
 
 
 def _pg_ticket_params(
@@ -776,12 +766,37 @@ class UnitOfWork:
         found = fast.rows(cursor)
         return int(found[0][0]) if found else None
 
-    def add_inbox_many(self, rows: Sequence[Mapping[str, Any]]) -> list[int | None]:
-        """``add_inbox`` for each of ``rows`` (dicts of its arguments), in order: each one's
-        id, or None for a (source, dedup_key) already recorded (earlier in ``rows`` too)."""
+    def add_inbox_and_lock(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[int | None], dict[tuple[str, str], dict[str, Any]]]:
+        """Record ``rows`` (``add_inbox``'s arguments as dicts) in the inbox, in order: each
+        one's id, or None for a (source, dedup_key) already recorded (earlier in ``rows``
+        too); and the states of the rows' tickets that exist, by ``(source, ticket_id)``. On
+        PostgreSQL one statement, the tickets (of all the rows) locked FOR UPDATE one by one
+        in key order, so that transactions sharing tickets take their locks in one order; on
+        SQLite (one writer) the tickets of the new rows, read."""
         if self._pg:
-            returned = self._sets(_PgSets.add_inbox, _pg_inbox_params(rows))
-            return _first_ids([(row["source"], row["dedup_key"]) for row in rows], returned)
+            keys = sorted({(row["source"], row["ticket_id"]) for row in rows})
+            returned = self._sets(
+                _PgSets.add_inbox_and_lock,
+                (
+                    [row["source"] for row in rows],
+                    [row["dedup_key"] for row in rows],
+                    [row["ticket_id"] for row in rows],
+                    [row["at"] for row in rows],
+                    [_json_text(row["event"]) for row in rows],
+                    [source for source, _ in keys],
+                    [ticket_id for _, ticket_id in keys],
+                ),
+            )
+            inserted = [(i, source, key) for part, i, source, key, _ in returned if part == 0]
+            states = {
+                (source, ticket_id): dict(json.loads(state) if isinstance(state, str) else state)
+                for part, _, source, ticket_id, state in returned
+                if part == 1
+            }
+            ids = _first_ids([(row["source"], row["dedup_key"]) for row in rows], inserted)
+            return ids, states
         found = self._run_each(
             "add_inbox",
             [
@@ -797,34 +812,10 @@ class UnitOfWork:
             ],
             _INBOX_KEYS,
         )
-        return [int(f[0][0]) if f else None for f in found]
-
-    def add_inbox_and_lock(
-        self, rows: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[int | None], dict[tuple[str, str], dict[str, Any]]]:
-        """``add_inbox_many(rows)``, and ``lock_tickets`` for the tickets of the rows that
-        were new (on PostgreSQL of all the rows, in one statement)."""
-        if not self._pg:
-            ids = self.add_inbox_many(rows)
-            fresh = [(r["source"], r["ticket_id"]) for r, i in zip(rows, ids, strict=True) if i]
-            return ids, self.lock_tickets(fresh)
-        keys = sorted({(row["source"], row["ticket_id"]) for row in rows})
-        returned = self._sets(
-            _PgSets.add_inbox_and_lock,
-            (
-                *_pg_inbox_params(rows),
-                [source for source, _ in keys],
-                [ticket_id for _, ticket_id in keys],
-            ),
-        )
-        inserted = [(i, source, key) for part, i, source, key, _ in returned if part == 0]
-        states = {
-            (source, ticket_id): dict(json.loads(state) if isinstance(state, str) else state)
-            for part, _, source, ticket_id, state in returned
-            if part == 1
-        }
-        ids = _first_ids([(row["source"], row["dedup_key"]) for row in rows], inserted)
-        return ids, states
+        ids = [int(f[0][0]) if f else None for f in found]
+        fresh = sorted({(r["source"], r["ticket_id"]) for r, i in zip(rows, ids, strict=True) if i})
+        loaded = self._run_each("load_ticket", [{"b_source": s, "b_ticket": t} for s, t in fresh])
+        return ids, {key: dict(got[0][0]) for key, got in zip(fresh, loaded, strict=True) if got}
 
     def mark_inbox(self, inbox_id: int, outcome: str) -> None:
         self._run("mark_inbox", {"b_id": inbox_id, "b_outcome": outcome})
@@ -833,24 +824,6 @@ class UnitOfWork:
         fast, cursor = self._run("load_ticket", {"b_source": source, "b_ticket": ticket_id})
         found = fast.rows(cursor)
         return dict(found[0][0]) if found else None
-
-    def lock_tickets(
-        self, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], dict[str, Any]]:
-        """The states of the tickets ``keys`` that exist, by ``(source, ticket_id)``; on
-        PostgreSQL locked (FOR UPDATE) one by one in key order, so that transactions sharing
-        tickets take their locks in the same order."""
-        ordered = sorted(set(keys))
-        if self._pg and ordered:
-            locked = self._sets(
-                _PgSets.lock_tickets, ([s for s, _ in ordered], [t for _, t in ordered])
-            )
-            return {
-                (source, ticket_id): dict(json.loads(state) if isinstance(state, str) else state)
-                for source, ticket_id, state in locked
-            }
-        found = self._run_each("load_ticket", [{"b_source": s, "b_ticket": t} for s, t in ordered])
-        return {key: dict(rows[0][0]) for key, rows in zip(ordered, found, strict=True) if rows}
 
     def open_targets(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str, str]]:
         """``(source, ticket_id, target)`` for every target on which one of the tickets
@@ -1260,25 +1233,23 @@ class Store:
         # replica can tell its own NOTIFYs from the others'.
         self._backend_pids: set[int] = set()
         if not self.is_sqlite:
-            self._track_backends(self.engine)
+            pids = self._backend_pids
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
+                record.info["backend_pid"] = pid = dbapi_conn.info.backend_pid
+                pids.add(pid)
+
+            @sa.event.listens_for(self.engine, "close")
+            def _on_pg_close(_dbapi_conn: Any, record: Any) -> None:
+                pids.discard(record.info.get("backend_pid"))
+
             self._configure_pg_nowait()
         if self.is_sqlite:
             mode = sqlite_synchronous.upper()
             if mode not in SQLITE_SYNCHRONOUS:
                 raise ValueError(f"sqlite synchronous must be one of {SQLITE_SYNCHRONOUS}")
             self._configure_sqlite(mode)
-
-    def _track_backends(self, engine: Engine) -> None:
-        pids = self._backend_pids
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
-            record.info["backend_pid"] = pid = dbapi_conn.info.backend_pid
-            pids.add(pid)
-
-        @sa.event.listens_for(engine, "close")
-        def _on_pg_close(_dbapi_conn: Any, record: Any) -> None:
-            pids.discard(record.info.get("backend_pid"))
 
     def _configure_pg_nowait(self) -> None:
         @sa.event.listens_for(self.engine, "begin")
