@@ -100,3 +100,26 @@ def test_an_operational_error_on_the_fast_path_is_store_unavailable(store: Store
     with pytest.raises(StoreUnavailable):
         write_into_a_dropped_table()
     assert store.count("timeline") == 0  # the DROP was rolled back with it
+
+
+def _prepared_statements(store: Store) -> int:
+    """Statements prepared on the connection the pool hands out next (the last one used)."""
+    with store.reading() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar_one())
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_periodic_reads_keep_the_connections_prepared_statements(store: Store) -> None:
+    """psycopg prepares a statement run often enough on a connection and forgets all of them at
+    a ROLLBACK; the dispatcher's and scheduler's next-due reads run about once a second, so a
+    read ending in ROLLBACK left the hot path's statements to be planned afresh."""
+    for _ in range(8):  # past psycopg's prepare threshold (5)
+        with store.unit_of_work() as uow:
+            uow.open_targets([("freshdesk", "5")])
+    prepared = _prepared_statements(store)
+    assert prepared >= 1
+    store.next_timer_due()
+    store.next_due_at(now=0.0)
+    store.outbox_stats()
+    assert store.count("outbox") == 0
+    assert _prepared_statements(store) >= prepared

@@ -153,7 +153,7 @@ class _Run:
         """Read back the effects and notes the last step created (rows past the last seen
         ids: ``Store.ticket_view`` reads the whole ticket, which makes a long run quadratic)."""
         notes, outbox = schema.timeline, schema.outbox
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             entries = conn.execute(
                 sa.select(notes.c.id, notes.c.at, notes.c.detail)
                 .where(notes.c.id > self._seen_notes, notes.c.kind.in_(_NOTE_KINDS))

@@ -81,7 +81,7 @@ def list_effects(
     if before_id is not None:
         query = query.where(outbox.c.id < before_id)
     query = query.order_by(outbox.c.id.desc()).limit(limit + 1)
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         rows = conn.execute(query).all()
     page = [_record(r) for r in rows[:limit]]
     return page, (page[-1].id if len(rows) > limit else None)

@@ -1290,7 +1290,7 @@ class Store:
         database lives on this host)."""
         if self.is_sqlite:
             return time.time()
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             value = conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar()
         if value is None:  # pragma: no cover - the server always answers a row
             raise StoreUnavailable("the database did not tell its time")
@@ -1323,6 +1323,17 @@ class Store:
         if self._nowait is None or self._nowait[0] is not self.engine:
             self._nowait = (self.engine, self.engine.execution_options(nowait=True))
         return self._nowait[1]
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads, its transaction ended by COMMIT rather than the ROLLBACK
+        that closing it would send. For a read both end the same, but psycopg drops every
+        statement it prepared on a connection at each ROLLBACK (``DEALLOCATE ALL``): the
+        scheduler's and dispatcher's periodic next-due reads stripped the warm connection of
+        its prepared hot-path statements about once a second, which PostgreSQL then parsed
+        and planned afresh."""
+        with self.engine.begin() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def transaction(self, *, nowait: bool = False) -> Iterator[Connection]:
@@ -1362,14 +1373,14 @@ class Store:
 
     def schema_revisions(self) -> tuple[str | None, str | None]:
         """(current, head) revision ids; equal when the schema is current."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             config = _alembic_config(conn)
             head = ScriptDirectory.from_config(config).get_current_head()
             current = MigrationContext.configure(conn).get_current_revision()
         return current, head
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             conn.execute(sa.text("SELECT 1"))
 
     # --- outbox ---------------------------------------------------------------------------
@@ -1437,7 +1448,7 @@ class Store:
 
     def effect_status(self, key: str) -> str | None:
         """The status of the effect with ``key`` (None if there is none)."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             value = conn.execute(sa.select(outbox.c.status).where(outbox.c.key == key)).scalar()
         return str(value) if value is not None else None
 
@@ -1450,7 +1461,7 @@ class Store:
         """``key -> (status, result)`` for the effects with these keys (absent: none)."""
         if not keys:
             return {}
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 sa.select(outbox.c.key, outbox.c.status, outbox.c.result).where(
                     outbox.c.key.in_(list(keys))
@@ -1460,7 +1471,7 @@ class Store:
 
     def next_timer_due(self) -> float | None:
         """When the earliest pending timer comes due (None if there is none)."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             value = conn.execute(
                 sa.select(sa.func.min(timers.c.due_at)).where(timers.c.status == TIMER_PENDING)
             ).scalar()
@@ -1474,7 +1485,7 @@ class Store:
             (outbox.c.lease_expires_at > now, outbox.c.lease_expires_at),
             else_=outbox.c.next_attempt_at,
         )
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             value = conn.execute(
                 sa.select(sa.func.min(when)).where(outbox.c.status.in_(OPEN_STATES), ~_blocked())
             ).scalar()
@@ -1492,7 +1503,7 @@ class Store:
     # --- read models ----------------------------------------------------------------------
     def ticket_view(self, source: str, ticket_id: str) -> dict[str, Any] | None:
         """The ticket's state, timeline and effects, or None if ticketbridge never saw it."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 sa.select(tickets.c.state, tickets.c.updated_at).where(
                     tickets.c.source == source, tickets.c.ticket_id == ticket_id
@@ -1560,12 +1571,12 @@ class Store:
             "outbox": outbox,
             "timers": timers,
         }[table]
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(target)).scalar_one())
 
     def outbox_stats(self) -> OutboxStats:
         """Open and dead effects in one grouped query on the status index (for metrics)."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 sa.select(outbox.c.status, sa.func.count(), sa.func.min(outbox.c.created_at))
                 .where(outbox.c.status.in_((*OPEN_STATES, DEAD)))
