@@ -142,6 +142,15 @@ def test_the_fingerprint_changes_with_any_value(policy: Policy) -> None:
     assert other.fingerprint.startswith("1@")
 
 
+def test_a_copy_with_changes_has_its_own_fingerprint(policy: Policy) -> None:
+    before = policy.fingerprint  # worked out (and kept) before the copy is made
+    copied = policy.model_copy(update={"version": "2"})
+    assert copied.fingerprint.startswith("2@")
+    assert copied.fingerprint.split("@")[1] != before.split("@")[1]
+    assert policy.fingerprint == before
+    assert policy.model_copy().fingerprint == before
+
+
 def test_check_policy_prints_the_policy_or_the_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(cli, ["check-policy"])
