@@ -28,12 +28,12 @@ def record(state: TicketState, at: datetime, what: str) -> TicketState:
     """``state`` with ``what`` appended to its timeline (bounded; the last entry is always
     kept, so a long-lived ticket's resolution still shows)."""
     history = state.history
-    entry = Milestone(at=at, what=what)
     for earlier in reversed(history):
         if earlier.at != at:
             break
-        if earlier == entry:
+        if earlier.what == what:
             return state  # the same event applied twice records it once
+    entry = Milestone(at=at, what=what)
     if len(history) >= MAX_HISTORY:
         history = history[: MAX_HISTORY - 1]
     return state.model_copy(update={"history": (*history, entry)})

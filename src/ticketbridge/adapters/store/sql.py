@@ -210,7 +210,16 @@ class _Fast:
     which on the webhook path costs several times the SQLite call itself.
     """
 
-    __slots__ = ("_plan", "_positional", "_results", "sql")
+    __slots__ = (
+        "_caller",
+        "_names",
+        "_plan",
+        "_positional",
+        "_processed",
+        "_results",
+        "_template",
+        "sql",
+    )
 
     def __init__(self, stmt: Any, dialect: Dialect, keys: Sequence[str] | None = None) -> None:
         compiled: Any = stmt.compile(
@@ -231,19 +240,32 @@ class _Fast:
             bind = binds[name]
             literal = _CALLER if bind.required else bind.effective_value
             self._plan.append((name, compiled._bind_processors.get(name), literal))
+        # ``params``' work laid out once: the values built into the statement in place, the
+        # positions the caller fills (by name), the positions a processor converts.
+        self._names = tuple(name for name, _, _ in self._plan)
+        self._template = [None if literal is _CALLER else literal for _, _, literal in self._plan]
+        self._caller = tuple(
+            (i, name) for i, (name, _, literal) in enumerate(self._plan) if literal is _CALLER
+        )
+        self._processed = tuple(
+            (i, process) for i, (_, process, _) in enumerate(self._plan) if process is not None
+        )
         self._results: list[Any] = [
             column[3]._cached_result_processor(dialect, None) for column in compiled._result_columns
         ]
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The driver's parameters for one execution (a tuple, or a dict for pyformat)."""
-        out = []
-        for name, process, literal in self._plan:
-            value = values[name] if literal is _CALLER else literal
-            out.append(value if process is None or type(value) is RawJSON else process(value))
+        out = self._template.copy()
+        for i, name in self._caller:
+            out[i] = values[name]
+        for i, process in self._processed:
+            value = out[i]
+            if type(value) is not RawJSON:
+                out[i] = process(value)
         if self._positional:
             return tuple(out)
-        return dict(zip((name for name, _, _ in self._plan), out, strict=True))
+        return dict(zip(self._names, out, strict=True))
 
     def rows(self, cursor: Any) -> list[tuple[Any, ...]]:
         """Every row the last execution returned, through the result processors."""
