@@ -213,7 +213,6 @@ class _Fast:
     __slots__ = (
         "_caller",
         "_names",
-        "_plan",
         "_positional",
         "_processed",
         "_results",
@@ -235,20 +234,20 @@ class _Fast:
             else list(compiled.construct_params(_check=False))
         )
         binds = {bind_name: bind for bind, bind_name in compiled.bind_names.items()}
-        self._plan: list[tuple[str, Any, Any]] = []
+        plan: list[tuple[str, Any, Any]] = []
         for name in names:
             bind = binds[name]
             literal = _CALLER if bind.required else bind.effective_value
-            self._plan.append((name, compiled._bind_processors.get(name), literal))
+            plan.append((name, compiled._bind_processors.get(name), literal))
         # ``params``' work laid out once: the values built into the statement in place, the
         # positions the caller fills (by name), the positions a processor converts.
-        self._names = tuple(name for name, _, _ in self._plan)
-        self._template = [None if literal is _CALLER else literal for _, _, literal in self._plan]
+        self._names = tuple(name for name, _, _ in plan)
+        self._template = [None if literal is _CALLER else literal for _, _, literal in plan]
         self._caller = tuple(
-            (i, name) for i, (name, _, literal) in enumerate(self._plan) if literal is _CALLER
+            (i, name) for i, (name, _, literal) in enumerate(plan) if literal is _CALLER
         )
         self._processed = tuple(
-            (i, process) for i, (_, process, _) in enumerate(self._plan) if process is not None
+            (i, process) for i, (_, process, _) in enumerate(plan) if process is not None
         )
         self._results: list[Any] = [
             column[3]._cached_result_processor(dialect, None) for column in compiled._result_columns
