@@ -57,23 +57,6 @@ def test_outcomes_are_fenced_and_report_what_waits_behind(store: Store) -> None:
     assert store.effect_status("t3-note") == PENDING  # follow-ups of a kept outcome
 
 
-def test_only_an_open_effect_of_the_same_ticket_and_target_waits(store: Store) -> None:
-    with store.unit_of_work() as uow:
-        (page,) = uow.enqueue([_effect("t5-page", "5")], at=10.0, lease=("me", 99))
-        # Open, but elsewhere: ticket 5 on another target, ticket 50, ticket 5 of another source.
-        uow.enqueue(
-            [
-                {**_effect("t5-issue", "5"), "target": "github"},
-                _effect("t50-page", "50"),
-                {**_effect("z5-page", "5"), "source": "zendesk"},
-            ],
-            at=10.0,
-        )
-    with store.unit_of_work() as uow:
-        assert record_outcomes(uow, [(page, _outcome(SENT))]) == [(True, False)]
-    assert store.effect_status("t5-page") == SENT
-
-
 def test_no_outcomes_write_nothing(store: Store) -> None:
     with store.unit_of_work() as uow:
         assert record_outcomes(uow, []) == []

@@ -94,20 +94,17 @@ def record_outcomes(
     uow: UnitOfWork, items: list[tuple[OutboxRow, dict[str, Any]]]
 ) -> list[tuple[bool, bool]]:
     """For each ``(row, outcome)``: ``finish_effect``, then (if the lease held) whether an open
-    effect of the same ticket and target is waiting, the effect itself or a follow-up
-    included: ``(kept, waiting)``. The outcomes' statement reads what is open as it writes."""
-    done = uow.finish_effects(
+    effect of the same ticket and target is waiting: ``(kept, waiting)``. Set-wise: one
+    statement for the outcomes, one for what is still open."""
+    kept = uow.finish_effects(
         [(row, outcome, outcome.get("follow_ups", ())) for row, outcome in items]
     )
-    queued = {
-        (effect["source"], effect["ticket_id"], effect["target"])
-        for (_, outcome), (kept, _) in zip(items, done, strict=True)
-        if kept
-        for effect in outcome.get("follow_ups", ())
-    }
+    still_open = uow.open_targets(
+        [(row.source, row.ticket_id) for (row, _), ok in zip(items, kept, strict=True) if ok]
+    )
     return [
-        (kept, kept and (open_ or (row.source, row.ticket_id, row.target) in queued))
-        for (row, _), (kept, open_) in zip(items, done, strict=True)
+        (ok, ok and (row.source, row.ticket_id, row.target) in still_open)
+        for (row, _), ok in zip(items, kept, strict=True)
     ]
 
 

@@ -182,21 +182,6 @@ def _blocked() -> sa.Exists:
 
 
 @functools.cache
-def _waiting() -> sa.ColumnElement[bool]:
-    """In an UPDATE's RETURNING: whether the updated effect, as it now stands, or another of
-    its ticket on its target is open (what the dispatcher would claim next). Written out:
-    SQLAlchemy renders RETURNING's columns unqualified, which inside the subquery would name
-    the subquery's own table."""
-    states = ", ".join(repr(state) for state in OPEN_STATES)
-    return sa.literal_column(
-        f"(outbox.status IN ({states}) OR EXISTS (SELECT 1 FROM outbox AS other"  # noqa: S608
-        " WHERE other.source = outbox.source AND other.ticket_id = outbox.ticket_id"
-        " AND other.target = outbox.target AND other.id <> outbox.id"
-        f" AND other.status IN ({states})))",
-        sa.Boolean,
-    )
-
-
 def _statements(dialect: str) -> _Statements:
     return _Statements(dialect)
 
@@ -636,7 +621,7 @@ class _Statements:
                 next_attempt_at=sa.func.coalesce(b("next_attempt_at"), outbox.c.next_attempt_at),
                 result=sa.func.coalesce(b("result", type_=sa.JSON), outbox.c.result),
             )
-            .returning(outbox.c.id, _waiting().label("waiting"))
+            .returning(outbox.c.id)
         )
         # PostgreSQL delivers a NOTIFY at commit (and once per transaction): every replica
         # listening wakes its workers instead of waiting for a poll.
@@ -1095,16 +1080,13 @@ class UnitOfWork:
             "next_attempt_at": next_attempt_at,
             "result": result,
         }
-        return self.finish_effects([(row, values, follow_ups)])[0][0]
+        return self.finish_effects([(row, values, follow_ups)])[0]
 
     def finish_effects(
         self, items: Sequence[tuple[OutboxRow, Mapping[str, Any], Sequence[dict[str, Any]]]]
-    ) -> list[tuple[bool, bool]]:
+    ) -> list[bool]:
         """``finish_effect`` for each ``(row, outcome, follow_ups)``, in order (one round trip
-        on PostgreSQL for the outcomes); ``outcome`` holds ``finish_effect``'s keywords. Each
-        gives ``(kept, open)``: whether the outcome was written (the lease held) and, if so,
-        whether the effect is still open or another of its ticket on its target is (read by
-        the same statement, before this call's follow-ups are enqueued)."""
+        on PostgreSQL for the outcomes); ``outcome`` holds ``finish_effect``'s keywords."""
         found = self._run_each(
             "finish_effect",
             [
@@ -1122,11 +1104,11 @@ class UnitOfWork:
                 for row, outcome, _ in items
             ],
         )
-        done = [(True, bool(rows[0][1])) if rows else (False, False) for rows in found]
-        for (_, outcome, follow_ups), (ok, _) in zip(items, done, strict=True):
+        kept = [bool(rows) for rows in found]
+        for (_, outcome, follow_ups), ok in zip(items, kept, strict=True):
             if ok and follow_ups:
                 self.enqueue(follow_ups, at=outcome["now"])
-        return done
+        return kept
 
     def due_timers(self, *, now: float, limit: int) -> list[DueTimer]:
         """Pending timers due at ``now``, earliest first, locked for this transaction.
