@@ -18,8 +18,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import make_settings
 from ticketbridge.adapters.store.schema import policies
 from ticketbridge.adapters.store.sql import PG_NOWAIT_LOCK_MS, Store, StoreUnavailable, UnitOfWork
+from ticketbridge.app.bootstrap import PG_LINGER_MS, Services
 from ticketbridge.app.writer import GroupCommit
 
 
@@ -31,7 +33,7 @@ def mode(request: pytest.FixtureRequest, store: Store) -> str:
 
 
 def _writer(
-    store: Store, mode: str = "worker", inline_from: int = 1
+    store: Store, mode: str = "worker", inline_from: int = 1, **options: Any
 ) -> tuple[GroupCommit, list[int]]:
     """A writer, and the size of each batch it committed through ``run_db`` (worker mode)."""
     slot = anyio.CapacityLimiter(store.max_concurrency)
@@ -43,7 +45,10 @@ def _writer(
         return result
 
     inline = (lambda: slot) if mode == "inline" else None
-    return GroupCommit(store=store, run_db=run_db, inline=inline, inline_from=inline_from), batches
+    writer = GroupCommit(
+        store=store, run_db=run_db, inline=inline, inline_from=inline_from, **options
+    )
+    return writer, batches
 
 
 def _save(name: str) -> Any:
@@ -99,6 +104,65 @@ async def test_inline_only_from_a_batch_size(store: Store) -> None:
     assert batches == [1]
     assert threads[0] != threading.get_ident()
     assert threads[1:] == [threading.get_ident()] * 6
+
+
+async def _wave_then_trickle(writer: GroupCommit, trickle: int, gap: float, wave: int = 6) -> None:
+    """``wave`` jobs at once (one batch), then ``trickle`` more ``gap`` seconds apart."""
+    await asyncio.gather(*(writer.submit(_save(f"w{i}")) for i in range(wave)))
+    pending = []
+    for i in range(trickle):
+        pending.append(asyncio.ensure_future(writer.submit(_save(f"t{i}"))))
+        await asyncio.sleep(gap)
+    await asyncio.gather(*pending)
+
+
+@pytest.mark.parametrize("linger", [0.0, 0.5])
+async def test_after_a_batch_of_several_the_next_waits_for_company(
+    store: Store, linger: float
+) -> None:
+    """With ``linger`` the jobs trickling in after a batch of six join one batch (they keep
+    arriving within each step) instead of the first of them going alone."""
+    writer, batches = _writer(store, linger=linger, linger_step=0.1)
+    try:
+        await _wave_then_trickle(writer, trickle=5, gap=0.005)
+    finally:
+        await writer.close()
+    assert batches[0] == 6
+    if linger:
+        assert batches[1:] == [5]
+    else:
+        assert batches[1] == 1  # the first straggler went alone
+    assert len(_saved(store)) == 11
+
+
+async def test_the_wait_for_company_is_bounded(store: Store) -> None:
+    """Jobs that keep coming do not hold a batch back past ``linger`` (plus one step)."""
+    writer, batches = _writer(store, linger=0.05, linger_step=0.01, max_batch=64)
+    try:
+        await _wave_then_trickle(writer, trickle=40, gap=0.005, wave=60)  # 0.2 s of arrivals
+    finally:
+        await writer.close()
+    assert batches[0] == 60
+    assert 1 < batches[1] <= 20, batches  # about 0.06 s worth of them, never all 40
+    assert sum(batches) == 100
+
+
+async def test_after_a_lone_job_nothing_waits(store: Store) -> None:
+    writer, batches = _writer(store, linger=2.0, linger_step=0.5)
+    try:
+        await writer.submit(_save("first"))
+        started = time.monotonic()
+        await writer.submit(_save("second"))
+        elapsed = time.monotonic() - started
+        await asyncio.gather(*(writer.submit(_save(f"w{i}")) for i in range(3)))
+        started = time.monotonic()
+        await writer.submit(_save("after-three"))  # nothing else comes: one step, no more
+        waited = time.monotonic() - started
+    finally:
+        await writer.close()
+    assert batches == [1, 1, 3, 1]
+    assert elapsed < 0.45  # no step (0.5 s) waited after a lone job
+    assert 0.5 <= waited < 1.5  # one step waited after the batch of three, not the whole linger
 
 
 async def test_a_failing_job_fails_alone_and_the_others_commit(store: Store, mode: str) -> None:
@@ -238,3 +302,16 @@ async def test_inline_a_broken_connection_fails_the_batch_as_unavailable_then_re
     assert _saved(store) == {"before", "after"}
     store.close()
     postgresql_server.drop(database)
+
+
+def test_the_service_lingers_on_postgresql_unless_told_otherwise(
+    store: Store, policy: Any, clock: Any
+) -> None:
+    """By default only PostgreSQL's group commit waits for company (a transaction costs round
+    trips there); ``TICKETBRIDGE_GROUP_COMMIT_LINGER_MS`` sets it on either backend."""
+    chosen = Services(settings=make_settings(), store=store, policy=policy, clock=clock)
+    assert chosen.linger_ms == (0.0 if store.is_sqlite else PG_LINGER_MS)
+    told = make_settings(group_commit_linger_ms=1.5)
+    assert Services(settings=told, store=store, policy=policy, clock=clock).linger_ms == 1.5
+    with pytest.raises(ValueError, match="group_commit_linger_ms"):
+        make_settings(group_commit_linger_ms=-1)

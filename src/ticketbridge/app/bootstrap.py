@@ -40,6 +40,10 @@ STATUS_LABELS = {
 
 # On PostgreSQL, the smallest group commit run on the event loop's thread (see GroupCommit).
 PG_INLINE_FROM = 2
+# On PostgreSQL, how long a group commit waits at most for company after a group of several
+# (GroupCommit.linger). Two replicas under wrk, alternated with none: +13 %, +17 %, +53 % req/s.
+# On SQLite a group costs little and waiting measured no gain (TICKETBRIDGE_GROUP_COMMIT_LINGER_MS).
+PG_LINGER_MS = 4.0
 
 
 @dataclass
@@ -69,7 +73,16 @@ class Services:
             # other call (see ``GroupCommit``); not on an in-memory SQLite database (tests).
             inline=self.db_slot if self.store.supports_nowait else None,
             inline_from=1 if self.store.is_sqlite else PG_INLINE_FROM,
+            linger=self.linger_ms / 1000,
         )
+
+    @property
+    def linger_ms(self) -> float:
+        """The group commit's linger: the setting, else by backend (``PG_LINGER_MS``)."""
+        chosen = self.settings.group_commit_linger_ms
+        if chosen is not None:
+            return chosen
+        return 0.0 if self.store.is_sqlite else PG_LINGER_MS
 
     def ingest_many(self, uow: UnitOfWork, items: list[Incoming]) -> list[IngestResult]:
         """``service.ingest_many`` under this service's policies (the webhooks' group-commit

@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         ge=1,
         description="PostgreSQL: a replica idle this long inside a transaction loses it.",
     )
+    group_commit_linger_ms: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="How long at most a group commit waits for more webhooks after a group of "
+        "several (see GroupCommit): unset is 4 ms on PostgreSQL and 0 (never) on SQLite.",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     freshdesk: FreshdeskSettings = Field(default_factory=FreshdeskSettings)

@@ -102,12 +102,17 @@ class GroupCommit:
         max_batch: int = 64,
         inline: Callable[[], anyio.CapacityLimiter] | None = None,
         inline_from: int = 1,
+        linger: float = 0.0,
+        linger_step: float = 0.001,
     ) -> None:
         self._store = store
         self._run_db = run_db
         self._max = max_batch
         self._inline = inline
         self._inline_from = inline_from
+        self._linger = linger
+        self._linger_step = linger_step
+        self._last = 0  # the size of the batch committed last
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -140,10 +145,18 @@ class GroupCommit:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            first = await self._queue.get()
+            if self._linger > 0 and self._last > 1:
+                try:
+                    await self._wait_for_company()
+                except asyncio.CancelledError:
+                    first.future.cancel()
+                    raise
+            batch = [first]
             while len(batch) < self._max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             batch = [job for job in batch if not job.future.cancelled()]
+            self._last = len(batch)
             if not batch:
                 continue
             try:
@@ -163,6 +176,27 @@ class GroupCommit:
                     job.future.set_result(value)
                 else:
                     job.future.set_exception(value)
+
+    async def _wait_for_company(self) -> None:
+        """After a batch of several jobs, let the next one gather as many (``linger``).
+
+        Under load the jobs come in waves: the callers a batch answers send their next
+        requests while a few stragglers, queued during that batch, would otherwise start the
+        next batch alone, and batches alternate between a few jobs and nearly all of them,
+        each paying a transaction's fixed cost (on PostgreSQL its round trips). So the writer
+        waits, ``linger_step`` at a time, while jobs keep arriving, until as many are queued as
+        the last batch held, none arrived during a step, or ``linger`` has passed. After a
+        batch of one job (light load) nothing waits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._linger
+        wanted = min(self._last, self._max) - 1  # the first job is already taken
+        queued = self._queue.qsize()
+        while queued < wanted and loop.time() < deadline:
+            await asyncio.sleep(self._linger_step)
+            now_queued = self._queue.qsize()
+            if now_queued == queued:
+                return
+            queued = now_queued
 
     async def _commit_inline(
         self, batch: list[_Job[Any]], slot: anyio.CapacityLimiter
