@@ -4,13 +4,14 @@ how they fail, must be what SQLAlchemy's ``Connection.execute`` would have given
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timers
-from ticketbridge.adapters.store.sql import Store, StoreUnavailable
+from ticketbridge.adapters.store.sql import Store, StoreUnavailable, _PgSets
 
 EVENT = {"kind": "created", "priority": "urgent", "change": {"ticket_action": "created"}}
 STATE = {"priority": "urgent", "status": "open", "tags": ["a", "ü"], "n": 1.5}
@@ -123,3 +124,44 @@ def test_periodic_reads_keep_the_connections_prepared_statements(store: Store) -
     store.outbox_stats()
     assert store.count("outbox") == 0
     assert _prepared_statements(store) >= prepared
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("name", ["lock_tickets", "open_targets"])
+def test_lookups_by_ticket_take_the_index_in_a_cached_plan_on_a_young_table(
+    store: Store, name: str
+) -> None:
+    """A connection prepares the webhook path's statements and keeps one plan for each. On a
+    table never analyzed (a fresh database) the plan must still look tickets up by key: a
+    plan that reads the whole table stays in use as the table grows."""
+    sql = getattr(_PgSets, name)
+    numbered = sql
+    for n in range(1, sql.count("%") + 1):
+        numbered = re.sub(r"%[bs]", f"${n}", numbered, count=1)
+    with store.transaction() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO tickets (source, ticket_id, state, updated_at) "
+            "SELECT 'freshdesk', g::text, '{}'::json, 0 FROM generate_series(1, 5000) g"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO outbox (key, target, kind, source, ticket_id, payload, reason, status, "
+            "attempts, next_attempt_at, created_at, updated_at, lease_token) "
+            "SELECT 'k' || g, 'victorops', 'page', 'freshdesk', g::text, '{}'::json, 'r', "
+            "'sent', 1, 0, 0, 0, 0 FROM generate_series(1, 5000) g"
+        )
+        analyzed = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('tickets', 'outbox') "
+            "AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)"
+        ).scalar_one()
+        assert analyzed == 0  # the young table this test is about
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        conn.exec_driver_sql(f"PREPARE probe(text[], text[]) AS {numbered}")
+        plan = "\n".join(
+            row[0]
+            for row in conn.exec_driver_sql(
+                "EXPLAIN EXECUTE probe('{freshdesk,freshdesk}', '{7,8}')"
+            )
+        )
+        conn.exec_driver_sql("DEALLOCATE probe")
+    assert "Seq Scan" not in plan, plan
+    assert "Index Scan" in plan, plan
