@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import respx
 
 from ticketbridge.adapters.inbound.freshdesk import parse_webhook
-from ticketbridge.adapters.outbound.errors import AdapterError, parse_retry_after
+from ticketbridge.adapters.outbound.errors import AdapterError, parse_retry_after, send_request
 from ticketbridge.adapters.outbound.victorops import VictorOpsRest
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, decide
 
@@ -184,3 +185,41 @@ async def test_no_secret_leaks_into_errors_or_repr(reply: Any) -> None:
     assert info.value.__context__ is None or info.value.__suppress_context__
     for secret in (API_KEY, ROUTING_KEY, URL):
         assert secret not in text
+
+
+async def _garbage_responses(call: Any) -> list[httpx.Response]:
+    """The ``httpx.Response`` objects that only the cyclic garbage collector would free after
+    ``call(client)`` (a mock transport that keeps nothing, unlike respx's call list)."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"result": "ok"}))
+    async with httpx.AsyncClient(transport=transport) as client:
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            await call(client)
+            gc.collect()
+            return [o for o in gc.garbage if isinstance(o, httpx.Response)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+
+
+async def test_a_sent_alert_leaves_no_response_to_the_cyclic_collector(policy: Policy) -> None:
+    """httpx's response and its stream refer to each other; at 100 pages/s the collector's
+    passes over them were the page latency's worst moments, so the adapter breaks the cycle."""
+    effect = effects_for_sample(policy)[0]
+
+    async def page(client: httpx.AsyncClient) -> None:
+        sent = await VictorOpsRest(rest_url=URL, client=client).send(
+            effect.payload, effect_key=effect.key
+        )
+        assert sent.code == 200
+
+    assert await _garbage_responses(page) == []
+
+
+async def test_send_request_leaves_no_response_to_the_cyclic_collector() -> None:
+    async def call(client: httpx.AsyncClient) -> None:
+        response = await send_request(client, "vendor", "GET", "https://api.example.test/x")
+        assert response.json() == {"result": "ok"}  # the body is still there
+
+    assert await _garbage_responses(call) == []

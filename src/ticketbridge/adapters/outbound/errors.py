@@ -86,13 +86,24 @@ def transport_error(vendor: str, exc: httpx.TransportError) -> AdapterError:
     return AdapterError(f"{vendor} unreachable: {type(exc).__name__}", retryable=True)
 
 
+def settled(response: httpx.Response) -> httpx.Response:
+    """``response`` (read and closed) without httpx's reference cycle: its ``stream`` (a
+    ``BoundAsyncStream``) refers back to it, so each response, and the connection pool's
+    request objects it holds (about 40 objects per call), is freed only by the cyclic garbage
+    collector; at 100 pages/s its young-generation passes took 8-28 ms each, the page
+    latency's worst. The read body stands in for the stream, which nothing needs any more."""
+    if response.is_closed:
+        response.stream = httpx.ByteStream(response.content)
+    return response
+
+
 async def send_request(
     client: httpx.AsyncClient, vendor: str, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
     """``client.request`` with its failures raised as a retryable AdapterError that names only
     the exception class (never the URL, which can be a credential), its cause suppressed."""
     try:
-        return await client.request(method, url, **kwargs)
+        return settled(await client.request(method, url, **kwargs))
     except httpx.TransportError as exc:
         raise transport_error(vendor, exc) from None
     except httpx.RequestError as exc:

@@ -11,6 +11,7 @@ from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
+    settled,
     transport_error,
 )
 
@@ -50,7 +51,7 @@ class VictorOpsRest:
         """Send one alert; return what was sent, or raise AdapterError."""
         body = self.body(payload, effect_key=effect_key)
         try:
-            response = await self._client.post(self._url, json=body)
+            response = settled(await self._client.post(self._url, json=body))
         except httpx.TransportError as exc:
             raise transport_error(VENDOR, exc) from None
         error = classify_response(VENDOR, response)
