@@ -41,7 +41,7 @@ STATUS_LABELS = {
 # On PostgreSQL, the smallest group commit run on the event loop's thread (see GroupCommit).
 PG_INLINE_FROM = 2
 # On PostgreSQL, how long a group commit waits at most for company after a group of several
-# (GroupCommit.linger). Two replicas under wrk, alternated with none: +13 %, +17 %, +53 % req/s.
+# (GroupCommit.linger). Two replicas under wrk, alternated with none: +22 %, +21 %, +25 % req/s.
 # On SQLite a group costs little and waiting measured no gain (TICKETBRIDGE_GROUP_COMMIT_LINGER_MS).
 PG_LINGER_MS = 4.0
 

@@ -189,7 +189,7 @@ class GroupCommit:
         batch of one job (light load) nothing waits."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._linger
-        wanted = min(self._last, self._max) - 1  # the first job is already taken
+        wanted = self._last - 1  # the first job is already taken (a batch is at most max)
         queued = self._queue.qsize()
         while queued < wanted and loop.time() < deadline:
             await asyncio.sleep(self._linger_step)
