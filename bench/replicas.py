@@ -200,9 +200,11 @@ def alternating_latency(urls: list[str], recorder: str, pids: list[int]) -> dict
     asyncio.run(paced_split(warm))
     base.arrivals(recorder, "victorops", warm)
     window = base.CpuWindow(pids)
+    disk = base.DiskProbe()
     sends = asyncio.run(paced_split(tickets))
     got = base.arrivals(recorder, "victorops", tickets)
     cpu = window.result()
+    fsync = disk.result()
     latencies = [
         (min(got[t]) - sends[t][1]) / 1e6 if t in got and t in sends else float("inf")
         for t in tickets
@@ -222,6 +224,7 @@ def alternating_latency(urls: list[str], recorder: str, pids: list[int]) -> dict
         "p99_ms": base.percentile(latencies, 99),
         "max_ms": max(latencies),
         "cpu": cpu,
+        "disk": fsync,
     }
 
 
@@ -281,13 +284,17 @@ def render(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| webhook → VictorOps at 100/s | p50 ms | p99 ms | delivered |",
-        "|---|---|---|---|",
+        "| webhook → VictorOps at 100/s | p50 ms | p99 ms | delivered "
+        "| disk fsyncs over 20 ms during the run (worst) |",
+        "|---|---|---|---|---|",
     ]
     for name, stats in results["latency"].items():
+        disk = stats.get("disk", {})
         lines.append(
             f"| {name} | {base.fmt(stats.get('p50_ms'))} | {base.fmt(stats.get('p99_ms'))} | "
-            f"{stats.get('delivered')}/{stats.get('sent')} |"
+            f"{stats.get('delivered')}/{stats.get('sent')} | "
+            f"{disk.get('stalls_over_20ms')} of {disk.get('fsyncs')} "
+            f"({base.fmt(disk.get('worst_ms'))} ms) |"
         )
     two = t["postgresql x2"]["vs_sqlite"]
     lines += [

@@ -46,6 +46,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -227,6 +228,47 @@ class CpuWindow:
             "bench_cores": round(own, 2),
             "host_busy_cores": round(host, 2),
             "foreign_cores": round(max(0.0, host - sum(procs) - own), 2),
+        }
+
+
+class DiskProbe:
+    """The disk's own fsync latency over a measured window: every ``period`` seconds a thread
+    writes 8 kB to a file of its own in the temporary directory and ``fdatasync``s it. A
+    durable commit (SQLite FULL, PostgreSQL's WAL flush) waits for the same disk: on a shared
+    virtual machine its stalls (tens to hundreds of ms, seen here) show in the page latency
+    whatever the service does, and this tells a reader when they did (same disk as the
+    databases here; elsewhere, point TMPDIR at theirs)."""
+
+    STALL_MS = 20.0
+
+    def __init__(self, period: float = 0.05) -> None:
+        self._period = period
+        self._times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd, path = tempfile.mkstemp(prefix="bench-fsync-")
+        try:
+            block = b"x" * 8192
+            while not self._stop.wait(self._period):
+                started = time.perf_counter()
+                os.pwrite(fd, block, 0)
+                os.fdatasync(fd)
+                self._times.append((time.perf_counter() - started) * 1000)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+
+    def result(self) -> dict[str, float | int]:
+        self._stop.set()
+        self._thread.join(5)
+        stalls = [t for t in self._times if t > self.STALL_MS]
+        return {
+            "fsyncs": len(self._times),
+            "stalls_over_20ms": len(stalls),
+            "worst_ms": round(max(self._times, default=0.0), 1),
         }
 
 
@@ -641,11 +683,13 @@ def latency_run(
     arrivals(recorder, kind, warm)
     tickets = [str(base + 100_000 + i) for i in range(1, LATENCY_COUNT + 1)]
     window = CpuWindow(pids)
+    disk = DiskProbe()
     sends = asyncio.run(paced(url, tickets, body, headers))
     sent_ns = [s[1] for s in sends.values()]
     span = (max(sent_ns) - min(sent_ns)) / 1e9
     got = arrivals(recorder, kind, tickets)
     cpu = window.result()
+    fsync = disk.result()
     latencies = [
         (min(got[t]) - sends[t][1]) / 1e6 if t in got and t in sends else math.inf for t in tickets
     ]
@@ -676,6 +720,7 @@ def latency_run(
         "pacer_late_p99_ms": percentile(late, 99),
         "pacer_late_max_ms": max(late),
         "cpu": cpu,
+        "disk": fsync,
     }
 
 
@@ -806,6 +851,15 @@ def render(results: dict[str, Any]) -> str:
         + ("SEEN" if any(dups) else "none" if dups else "not checked")
         + " (inbox rows = distinct tickets >= 2xx answers; no 200; one page per ticket); "
         + f"non-2xx answers under wrk: {errors}; wall time {results.get('elapsed_s', '?')} s.",
+        "Disk fsyncs over 20 ms during each latency run (worst; a durable commit waits for "
+        "the same disk): "
+        + "; ".join(
+            f"{name} {run['disk']['stalls_over_20ms']} of {run['disk']['fsyncs']} "
+            f"({run['disk']['worst_ms']} ms)"
+            for name, run in lat.items()
+            if "disk" in run
+        )
+        + ".",
     ]
     if env["loadgen"].startswith("bench/loadgen.py"):
         lines.append(
