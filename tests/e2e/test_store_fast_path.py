@@ -11,7 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timers
-from ticketbridge.adapters.store.sql import Store, StoreUnavailable, _PgSets
+from ticketbridge.adapters.store.sql import (
+    SQLITE_ROWS_PER_INSERT,
+    Store,
+    StoreUnavailable,
+    _PgSets,
+)
 
 EVENT = {"kind": "created", "priority": "urgent", "change": {"ticket_action": "created"}}
 STATE = {"priority": "urgent", "status": "open", "tags": ["a", "ü"], "n": 1.5}
@@ -165,3 +170,41 @@ def test_lookups_by_ticket_take_the_index_in_a_cached_plan_on_a_young_table(
         conn.exec_driver_sql("DEALLOCATE probe")
     assert "Seq Scan" not in plan, plan
     assert "Index Scan" in plan, plan
+
+
+def test_effects_inserted_as_a_set_keep_each_rows_id_and_skip_repeated_keys(store: Store) -> None:
+    """More effects than one statement takes (SQLite: ``SQLITE_ROWS_PER_INSERT`` a statement),
+    with a key repeated inside the set and one already stored: each row gets its own id or
+    None, in the order given, as one INSERT after another would."""
+    count = SQLITE_ROWS_PER_INSERT + 7
+    keys = [f"e{i}" for i in range(count)]
+    with store.unit_of_work() as uow:
+        before = uow.insert_effects([(_effect("e3"), 1.0, False)])
+        rows = [(_effect(k), 1.0, False) for k in keys]
+        rows.insert(10, (_effect("e5"), 1.0, False))  # repeats an earlier row of the set
+        inserted = uow.insert_effects(rows)
+    assert before[0] is not None
+    expected = [k if k != "e3" else None for k in keys]
+    expected.insert(10, None)
+    assert [r.key if r else None for r in inserted] == expected
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(outbox.c.key, outbox.c.id)).all())
+    assert {r.key: r.id for r in inserted if r} == {k: stored[k] for k in keys if k != "e3"}
+
+
+def test_tickets_are_found_by_key_among_many(store: Store) -> None:
+    """``add_inbox_and_lock`` returns the stored states of its rows' tickets, however many
+    (SQLite looks them up ``SQLITE_ROWS_PER_INSERT`` keys a statement)."""
+    count = SQLITE_ROWS_PER_INSERT + 3
+    with store.unit_of_work() as uow:
+        for i in range(0, count, 2):  # every other ticket exists
+            uow.save_ticket("freshdesk", str(i), {**STATE, "n": i}, 1)
+        uow.save_ticket("zendesk", "1", {**STATE, "n": -1}, 1)  # same id, another source
+        rows = [
+            {"source": "freshdesk", "dedup_key": f"k{i}", "ticket_id": str(i), "at": 1.0}
+            | {"event": EVENT}
+            for i in range(count)
+        ]
+        ids, states = uow.add_inbox_and_lock(rows)
+    assert all(isinstance(i, int) for i in ids)
+    assert states == {("freshdesk", str(i)): {**STATE, "n": i} for i in range(0, count, 2)}
