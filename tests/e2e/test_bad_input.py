@@ -237,3 +237,62 @@ async def test_body_over_the_cap_is_413_while_streaming(harness_factory: Any) ->
         )
         assert response.status_code == 413
         assert rows(h) == (0, 0, 0, 0)
+
+
+async def _post_raw(h: Any, messages: list[dict[str, Any]]) -> tuple[int, bytes]:
+    """POST /webhooks/freshdesk straight through the ASGI app, the request body arriving as
+    ``messages`` (``http.request`` chunks, or an ``http.disconnect``)."""
+    auth = base64.b64encode(f"freshdesk:{WEBHOOK_SECRET}".encode())
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/freshdesk",
+        "raw_path": b"/webhooks/freshdesk",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"authorization", b"Basic " + auth)],
+        "client": ("127.0.0.1", 5000),
+        "server": ("tb.test", 80),
+    }
+    pending = list(messages)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await h.app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def test_a_body_in_several_chunks_is_read_whole(harness_factory: Any) -> None:
+    parts = [GOOD[:10], b"", GOOD[10:40], GOOD[40:]]
+    async with harness_factory() as h:
+        status, _ = await _post_raw(
+            h,
+            [{"type": "http.request", "body": p, "more_body": True} for p in parts]
+            + [{"type": "http.request", "body": b"", "more_body": False}],
+        )
+        assert status == 202
+        assert rows(h)[0] == 1
+
+
+async def test_a_client_gone_before_the_body_ended_is_400_and_stores_nothing(
+    harness_factory: Any,
+) -> None:
+    async with harness_factory() as h:
+        status, body = await _post_raw(
+            h,
+            [
+                {"type": "http.request", "body": GOOD[:20], "more_body": True},
+                {"type": "http.disconnect"},
+            ],
+        )
+        assert status == 400
+        assert b"disconnected" in body
+        assert rows(h) == (0, 0, 0, 0)

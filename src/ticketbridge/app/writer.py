@@ -134,7 +134,7 @@ class GroupCommit:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(fn, future, many, item))
+        self._queue.put_nowait(_Job(fn, future, many, item))  # unbounded: never waits
         return await future
 
     async def close(self) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.requests import ClientDisconnect
 
 from ticketbridge.adapters.inbound import freshdesk, generic, signatures, zendesk
 from ticketbridge.adapters.inbound.auth import check_shared_secret
@@ -69,17 +68,21 @@ async def read_capped_body(request: Request, limit: int) -> bytes:
             raise InboundError("invalid Content-Length header")
         if int(declared) > limit:
             raise PayloadTooLarge(f"body larger than {limit} bytes")
+    # The ASGI messages read directly, as ``Request.stream`` would (without its generator).
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body larger than {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise InboundError("client disconnected before the body was complete") from None
-    return b"".join(chunks)
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise InboundError("client disconnected before the body was complete")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def require_json(request: Request) -> None:
