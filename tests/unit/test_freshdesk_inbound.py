@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -17,7 +18,9 @@ from ticketbridge.adapters.inbound.errors import InboundError, MalformedPayload,
 from ticketbridge.adapters.inbound.fields import text as fields_text
 from ticketbridge.adapters.inbound.freshdesk import (
     TriggeredEventError,
+    _parse_triggered_event,
     dedup_key,
+    hostname,
     load_json,
     parse_triggered_event,
     parse_webhook,
@@ -376,3 +379,42 @@ def test_a_url_urlsplit_refuses_still_raises_its_value_error() -> None:
 def test_a_field_read_without_a_prefix_is_named_bare() -> None:
     with pytest.raises(MissingField, match=r"^ticket_id: is required$"):
         fields_text({}, "ticket_id", prefix="", required=True)
+
+
+# The fast paths against the general code they shortcut: same results, same errors.
+
+names = st.text(alphabet="ab_1٣é\u00a0 \t", min_size=0, max_size=4)
+near_fast_shapes = st.one_of(
+    st.from_regex(r"\A\{\w+:\w+\}\Z"),
+    st.from_regex(r"\A\{\w+:\{\w+:\w+,\w+:\w+\}\}\Z"),
+    st.builds("{{{}:{}}}".format, names, names),
+    st.builds("{{{}:{{{}:{},{}:{}}}}}".format, names, names, names, names, names),
+    st.text(alphabet="{}:, \tab_1", max_size=30),
+    st.text(max_size=30),
+)
+
+
+@given(near_fast_shapes)
+def test_the_trigger_fast_paths_agree_with_the_general_parser(text: str) -> None:
+    # repr: the keys' order too (the event's change dict is stored as it is).
+    fast, general = _outcome(parse_triggered_event, text), _outcome(_parse_triggered_event, text)
+    assert repr(fast) == repr(general)
+
+
+hosts = st.text(alphabet="aZ09.-_@:[]%/?#\t\n \x01\u212a\uff0e\u00e9", max_size=16)
+urls = st.one_of(
+    st.builds(
+        "{}{}{}".format,
+        st.sampled_from(
+            ["http://", "https://", "HTTP://", "ftp://", "//", "", "https:", "h\ttp://"]
+        ),
+        hosts,
+        st.sampled_from(["", "/", "/a?b#c", "?q", "#f", ":8080/x", "\n/x", "@h/x"]),
+    ),
+    st.text(max_size=30),
+)
+
+
+@given(urls)
+def test_hostname_is_urlsplits(url: str) -> None:
+    assert _outcome(hostname, url) == _outcome(lambda u: urlsplit(u).hostname or "", url)
