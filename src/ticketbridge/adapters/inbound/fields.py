@@ -17,21 +17,30 @@ _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off", ""})
 
 
+def _field(prefix: str, name: str) -> str:
+    """The name an error gives: ``prefix.name``, or ``name`` alone without a prefix."""
+    return f"{prefix}.{name}" if prefix else name
+
+
 def text(obj: dict[str, Any], name: str, *, prefix: str, required: bool) -> str:
     """A string (or integer) field, stripped; ``""`` when absent and optional."""
-    field = f"{prefix}.{name}" if prefix else name
+    # Read for every field of every webhook: the usual case (a string) is tested first, and
+    # the field's full name is built only for an error.
     value = obj.get(name)
-    if value is None:
+    if isinstance(value, str):
+        result = value.strip()
+    elif value is None:
         if required:
-            raise MissingField(field, "is required")
+            raise MissingField(_field(prefix, name), "is required")
         return ""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MissingField(field, "must be a string")
-    result = str(value).strip()
+    elif isinstance(value, int) and not isinstance(value, bool):
+        result = str(value).strip()
+    else:
+        raise MissingField(_field(prefix, name), "must be a string")
     if len(result) > MAX_FIELD:
-        raise MissingField(field, "is too long")
+        raise MissingField(_field(prefix, name), "is too long")
     if required and not result:
-        raise MissingField(field, "must not be empty")
+        raise MissingField(_field(prefix, name), "must not be empty")
     return result
 
 
@@ -44,18 +53,17 @@ def timestamp(obj: dict[str, Any], name: str, *, prefix: str) -> datetime | None
     value = text(obj, name, prefix=prefix, required=False)
     if not value:
         return None
-    field = f"{prefix}.{name}" if prefix else name
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise MissingField(field, "must be an ISO-8601 timestamp") from exc
+        raise MissingField(_field(prefix, name), "must be an ISO-8601 timestamp") from exc
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     try:
         in_range = EARLIEST <= when.astimezone(UTC) < LATEST
     except OverflowError:  # past either end of datetime's range once in UTC
         in_range = False
     if not in_range:
-        raise MissingField(field, "must be a time from 2000 to 2099")
+        raise MissingField(_field(prefix, name), "must be a time from 2000 to 2099")
     return when
 
 
@@ -77,8 +85,7 @@ def flag(obj: dict[str, Any], name: str, *, prefix: str) -> bool | None:
         return True
     if word in _FALSE:
         return False
-    field = f"{prefix}.{name}" if prefix else name
-    raise MissingField(field, "must be true or false")
+    raise MissingField(_field(prefix, name), "must be true or false")
 
 
 def names(
@@ -88,11 +95,10 @@ def names(
     ``separators``; None when absent. At most 100 names of up to 100 characters each."""
     if name not in obj or obj[name] is None:
         return None
-    field = f"{prefix}.{name}" if prefix else name
     value = obj[name]
     if isinstance(value, list):
         if not all(isinstance(item, str) for item in value):
-            raise MissingField(field, "must be a list of strings")
+            raise MissingField(_field(prefix, name), "must be a list of strings")
         items: list[str] = value
     else:
         raw = text(obj, name, prefix=prefix, required=False)
@@ -101,5 +107,7 @@ def names(
         items = raw.split(separators[0]) if separators[0] != " " else raw.split()
     found = tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
     if len(found) > MAX_NAMES or any(len(i) > MAX_NAME for i in found):
-        raise MissingField(field, f"at most {MAX_NAMES} names of up to {MAX_NAME} characters")
+        raise MissingField(
+            _field(prefix, name), f"at most {MAX_NAMES} names of up to {MAX_NAME} characters"
+        )
     return found
