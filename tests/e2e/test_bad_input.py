@@ -181,6 +181,12 @@ async def test_no_configured_secret_refuses_everything(harness_factory: Any) -> 
             422,
             "freshdesk_webhook.ticket_updated_at: must be an ISO-8601 timestamp",
         ),
+        (
+            json.dumps(freshdesk_body(1, ticket_url="http://[::1/a/tickets/1")),
+            "application/json",
+            422,
+            "freshdesk_webhook.ticket_url: is not a URL",
+        ),
     ],
     ids=[
         "broken-json",
@@ -202,6 +208,7 @@ async def test_no_configured_secret_refuses_everything(harness_factory: Any) -> 
         "null-status",
         "bad-triggered-event",
         "bad-timestamp",
+        "unparseable-url",
     ],
 )
 async def test_bad_bodies_are_4xx_naming_the_problem_and_store_nothing(

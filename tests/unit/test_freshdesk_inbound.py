@@ -370,9 +370,9 @@ def test_refusals_keep_their_messages(fields: dict[str, object], message: str) -
     assert str(info.value) == message
 
 
-def test_a_url_urlsplit_refuses_still_raises_its_value_error() -> None:
-    # Not an InboundError (a 500): kept as it was; the domain reader must not change it.
-    with pytest.raises(ValueError, match="Invalid IPv6 URL"):
+def test_a_url_urlsplit_refuses_is_a_422_naming_the_field() -> None:
+    # It was a bare ValueError (a 500) before: bad input is never a 500.
+    with pytest.raises(MissingField, match=r"^freshdesk_webhook\.ticket_url: is not a URL"):
         parse_webhook(_fd(ticket_url="http://[::1"))
 
 

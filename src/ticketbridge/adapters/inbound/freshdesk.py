@@ -252,7 +252,10 @@ def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
     url = fields.text(inner, "ticket_url", prefix=WRAPPER, required=False)
     domain = ""
     if url:
-        host = hostname(url)
+        try:
+            host = hostname(url)
+        except ValueError as exc:  # e.g. "http://[::1": an unclosed IPv6 address
+            raise MissingField(f"{WRAPPER}.ticket_url", f"is not a URL: {exc}") from exc
         domain = host.split(".")[0] if host.endswith(".freshdesk.com") else host
 
     kind = _kind_of(trigger)
