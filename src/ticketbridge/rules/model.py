@@ -15,9 +15,12 @@ class Priority(StrEnum):
     MEDIUM = "medium"
     LOW = "low"
 
-    @property
-    def label(self) -> str:
-        return self.value.capitalize()
+    label: str  # "Urgent"
+
+    def __init__(self, value: str) -> None:
+        # A plain attribute, set once per member: an enum property costs a Python-level
+        # descriptor call on every read, and the rules read it several times per event.
+        self.label = value.capitalize()
 
 
 class Status(StrEnum):
@@ -28,10 +31,11 @@ class Status(StrEnum):
     RESOLVED = "resolved"
     CLOSED = "closed"
 
-    @property
-    def is_active(self) -> bool:
-        """True while the ticket still needs work (not resolved or closed)."""
-        return self in (Status.OPEN, Status.PENDING)
+    # True while the ticket still needs work (not resolved or closed).
+    is_active: bool
+
+    def __init__(self, value: str) -> None:
+        self.is_active = value in ("open", "pending")  # an attribute, as Priority.label
 
 
 class EventKind(StrEnum):
