@@ -24,19 +24,30 @@ MAX_COMPONENTS = 20
 # --- the recorded timeline ------------------------------------------------------------------
 
 
-def record(state: TicketState, at: datetime, what: str) -> TicketState:
-    """``state`` with ``what`` appended to its timeline (bounded; the last entry is always
-    kept, so a long-lived ticket's resolution still shows)."""
+def record(state: TicketState, at: datetime, *entries: str, **changes: object) -> TicketState:
+    """``state`` with ``entries`` appended to its timeline, in order, and with ``changes``
+    made to its fields. One ``model_copy`` for all: each copies the whole state, and a
+    decision records several entries."""
     history = state.history
+    for what in entries:
+        history = _appended(history, at, what)
+    if history is not state.history:
+        changes["history"] = history
+    return state.model_copy(update=changes) if changes else state
+
+
+def _appended(history: tuple[Milestone, ...], at: datetime, what: str) -> tuple[Milestone, ...]:
+    """``history`` with ``what`` at ``at`` appended (bounded; the last entry is always kept,
+    so a long-lived ticket's resolution still shows)."""
     for earlier in reversed(history):
         if earlier.at != at:
             break
         if earlier.what == what:
-            return state  # the same event applied twice records it once
+            return history  # the same event applied twice records it once
     entry = Milestone(at=at, what=what)
     if len(history) >= MAX_HISTORY:
         history = history[: MAX_HISTORY - 1]
-    return state.model_copy(update={"history": (*history, entry)})
+    return (*history, entry)
 
 
 def _stamp(at: datetime) -> str:
