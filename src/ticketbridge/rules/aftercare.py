@@ -235,11 +235,13 @@ def sync_status_page(
     declared system-wide, update it as the ticket moves, resolve it (components back to
     operational) when the ticket resolves. One incident per ticket."""
     page = state.status_page
+    if page is None and not state.system_wide:
+        return state, []  # the common case, decided before any other lookup
     stage = _stage(state)
     spec = policy.status_page
     component_status = spec.component_status[state.priority]
     if page is None:
-        if not state.system_wide or stage == "resolved":
+        if stage == "resolved":
             return state, []
         named = tuple(dict.fromkeys(components))[:MAX_COMPONENTS] or spec.components
         page = StatusPageState(stage=stage, components=named)

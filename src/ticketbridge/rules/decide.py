@@ -243,7 +243,7 @@ def _aftercare(
         or event.kind is EventKind.SYSTEM_WIDE_DECLARED
         or (tags is not None and declares_system_wide(tags, policy))
     )
-    components = (*event.components, *components_of(tags or ()))
+    components = (*event.components, *components_of(tags)) if tags else event.components
     if declared and not state.system_wide:
         state = state.model_copy(update={"system_wide": True})
         named = f" ({', '.join(components)})" if components else ""
