@@ -92,12 +92,12 @@ def write_up_body(state: TicketState, due: datetime) -> str:
     )
 
 
-def write_up(state: TicketState, policy: Policy, at: datetime) -> tuple[TicketState, Effect]:
-    """Open the write-up issue at resolution; its reminder timer is due ``within`` after."""
+def write_up(state: TicketState, policy: Policy, at: datetime) -> tuple[datetime, Effect]:
+    """Open the write-up issue at resolution ``at``; returns when its reminder is due
+    (``within`` after, the ticket's ``write_up_due``) and the effect."""
     spec = policy.for_priority(state.priority).write_up
     assert spec is not None  # the caller checked the policy asks for one
     due = at + spec.within
-    state = state.model_copy(update={"write_up_due": due})
     reason = (
         f"post-event write-up for {state.priority.label} due within "
         f"{format_duration(spec.within)} of resolution"
@@ -113,7 +113,7 @@ def write_up(state: TicketState, policy: Policy, at: datetime) -> tuple[TicketSt
         },
         reason,
     )
-    return state, effect
+    return due, effect
 
 
 def write_up_reminder(state: TicketState, rule: str) -> Effect:

@@ -219,13 +219,16 @@ def _aftercare(
 ) -> tuple[TicketState, list[Effect]]:
     """Follow-up issues, system-wide impact and the write-up that ``event`` calls for."""
     effects: list[Effect] = []
+    # Timeline entries and field changes, made below in one copy of the ticket.
+    entries: list[str] = []
+    changes: dict[str, object] = {}
     tags = event.tags
     if tags is not None:
         if new_followups(before, tags, policy):
             state, effect = followup(state, policy, why=f"ticket tagged {policy.tags.followup!r}")
             effects.append(effect)
-            state = record(state, at, f"Follow-up issue requested (tag {policy.tags.followup})")
-        state = state.model_copy(update={"tags": tags})
+            entries.append(f"Follow-up issue requested (tag {policy.tags.followup})")
+        changes["tags"] = tags
     if event.kind is EventKind.FOLLOWUP_REQUESTED:
         title = event.change.get("title")
         text = event.change.get("body")
@@ -237,7 +240,7 @@ def _aftercare(
             text=text if isinstance(text, str) and text else None,
         )
         effects.append(effect)
-        state = record(state, at, "Follow-up issue requested (admin API)")
+        entries.append("Follow-up issue requested (admin API)")
     declared = (
         event.system_wide is True
         or event.kind is EventKind.SYSTEM_WIDE_DECLARED
@@ -245,19 +248,17 @@ def _aftercare(
     )
     components = (*event.components, *components_of(tags)) if tags else event.components
     if declared and not state.system_wide:
-        state = state.model_copy(update={"system_wide": True})
+        changes["system_wide"] = True
         named = f" ({', '.join(components)})" if components else ""
-        state = record(state, at, f"Declared system-wide impact{named}")
-    resolved = before is not None and before.status.is_active and not state.status.is_active
-    if resolved:
-        state = state.model_copy(update={"resolved_at": at})
+        entries.append(f"Declared system-wide impact{named}")
+    if entries or changes:
+        state = record(state, at, *entries, **changes)
     state, status_effects = sync_status_page(state, policy, components=components)
     effects.extend(status_effects)
-    if (
-        resolved
-        and state.write_up_due is None
-        and policy.for_priority(state.priority).write_up is not None
-    ):
-        state, effect = write_up(state, policy, at)
-        effects.append(effect)
+    if before is not None and before.status.is_active and not state.status.is_active:
+        resolved: dict[str, object] = {"resolved_at": at}
+        if state.write_up_due is None and policy.for_priority(state.priority).write_up is not None:
+            resolved["write_up_due"], effect = write_up(state, policy, at)
+            effects.append(effect)
+        state = state.model_copy(update=resolved)
     return state, effects
