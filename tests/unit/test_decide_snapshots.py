@@ -167,10 +167,10 @@ def groups(policy: Policy) -> Iterator[tuple[str, list[Decision]]]:
         yield f"timers/{name}", timers
 
 
-def digests(policy: Policy) -> dict[str, str]:
+def digests(table: list[tuple[str, list[Decision]]]) -> dict[str, str]:
     return {
         name: hashlib.sha256("\n".join(map(_render, decisions)).encode()).hexdigest()[:16]
-        for name, decisions in groups(policy)
+        for name, decisions in table
     }
 
 
@@ -184,16 +184,23 @@ def policy() -> Policy:
     return load_policy(None)
 
 
-def test_every_group_decides_as_recorded(policy: Policy, recorded: dict[str, str]) -> None:
-    found = digests(policy)
+@pytest.fixture(scope="module")
+def table(policy: Policy) -> list[tuple[str, list[Decision]]]:
+    return list(groups(policy))
+
+
+def test_every_group_decides_as_recorded(
+    table: list[tuple[str, list[Decision]]], recorded: dict[str, str]
+) -> None:
+    found = digests(table)
     assert found.keys() == recorded.keys()
     assert {name for name in found if found[name] != recorded[name]} == set()
 
 
-def test_hot_path_states_match_validated_ones(policy: Policy) -> None:
+def test_hot_path_states_match_validated_ones(table: list[tuple[str, list[Decision]]]) -> None:
     """Every state the rules return is what validating its own fields gives (same values,
     same types), so it stores and reads back identically."""
-    for _, decisions in groups(policy):
+    for _, decisions in table:
         for decision in decisions:
             state = decision.state
             again = TicketState.model_validate(state.model_dump())
@@ -206,4 +213,34 @@ def test_hot_path_states_match_validated_ones(policy: Policy) -> None:
 
 
 if __name__ == "__main__":
-    SNAPSHOTS.write_text(json.dumps(digests(load_policy(None)), indent=1) + "\n", encoding="utf-8")
+    found = digests(list(groups(load_policy(None))))
+    SNAPSHOTS.write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
+
+
+_UPDATES: list[dict[str, object]] = [
+    {"incident_open": True, "page_generation": 3},
+    {"history": (Milestone(at=T0, what="x"),), "tags": ("a",)},
+    {"status": Status.CLOSED},
+    {"status_page": None, "resolved_at": T0, "write_up_due": None},
+]
+
+
+@pytest.mark.parametrize("update", [*_UPDATES, {}, None])
+@pytest.mark.parametrize("deep", [False, True])
+def test_model_copy_is_pydantics(
+    table: list[tuple[str, list[Decision]]], update: dict[str, object] | None, deep: bool
+) -> None:
+    """The rules' models copy themselves as ``BaseModel.model_copy`` would (their own
+    ``model_copy`` skips its generic steps)."""
+    for _, decisions in table:
+        for state in {id(d.state): d.state for d in decisions[:3]}.values():
+            ours = state.model_copy(update=update, deep=deep)
+            theirs = BaseModel.model_copy(state, update=update, deep=deep)
+            assert type(ours) is type(theirs) is TicketState
+            assert list(ours.__dict__.items()) == list(theirs.__dict__.items())
+            assert ours.model_fields_set == theirs.model_fields_set
+            assert ours.__pydantic_extra__ == theirs.__pydantic_extra__
+            assert ours.__pydantic_private__ == theirs.__pydantic_private__
+            assert ours.model_dump_json() == theirs.model_dump_json()
+            assert ours.__dict__ is not state.__dict__
+            assert ours.model_fields_set is not state.model_fields_set
