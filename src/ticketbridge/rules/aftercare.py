@@ -65,7 +65,8 @@ def _stamp(at: datetime) -> str:
 
 
 def _labels(labels: tuple[str, ...], state: TicketState) -> list[str]:
-    rendered = (label.replace(PRIORITY_PLACEHOLDER, state.priority.value) for label in labels)
+    priority = state.priority.value  # once: an enum's value is a Python-level property
+    rendered = (label.replace(PRIORITY_PLACEHOLDER, priority) for label in labels)
     return list(dict.fromkeys(rendered))  # in order, once each
 
 
