@@ -6,10 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ticketbridge.app.policy import load_policy
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, TicketState, decide
+from ticketbridge.rules.aftercare import _stamp
 from ticketbridge.rules.model import Decision, TimerKind
 from ticketbridge.rules.timers import on_timer, plan_timers
 
@@ -231,3 +234,14 @@ def test_a_time_from_the_future_never_pushes_deadlines_out_of_reach(policy: Poli
     assert d.state.last_event_at == ahead  # ordering still follows the helpdesk's times
     older = step(d.state, ev(status=Status.RESOLVED, occurred_at=ahead - M), T0 + M, policy)
     assert older.stale
+
+
+@given(
+    st.datetimes(
+        timezones=st.one_of(st.none(), st.just(UTC), st.timezones()),
+        allow_imaginary=True,
+    )
+)
+def test_timeline_stamps_are_strftimes(at: datetime) -> None:
+    """The write-up's stamps are formatted without strftime; they read the same."""
+    assert _stamp(at) == at.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -24,30 +24,49 @@ MAX_COMPONENTS = 20
 # --- the recorded timeline ------------------------------------------------------------------
 
 
-def record(state: TicketState, at: datetime, what: str) -> TicketState:
-    """``state`` with ``what`` appended to its timeline (bounded; the last entry is always
-    kept, so a long-lived ticket's resolution still shows)."""
+def record(state: TicketState, at: datetime, *entries: str, **changes: object) -> TicketState:
+    """``state`` with ``entries`` appended to its timeline, in order, and with ``changes``
+    made to its fields. One ``model_copy`` for all: each copies the whole state, and a
+    decision records several entries."""
     history = state.history
+    for what in entries:
+        history = _appended(history, at, what)
+    if history is not state.history:
+        changes["history"] = history
+    return state.model_copy(update=changes) if changes else state
+
+
+def _appended(history: tuple[Milestone, ...], at: datetime, what: str) -> tuple[Milestone, ...]:
+    """``history`` with ``what`` at ``at`` appended (bounded; the last entry is always kept,
+    so a long-lived ticket's resolution still shows)."""
     for earlier in reversed(history):
         if earlier.at != at:
             break
         if earlier.what == what:
-            return state  # the same event applied twice records it once
+            return history  # the same event applied twice records it once
     entry = Milestone(at=at, what=what)
     if len(history) >= MAX_HISTORY:
         history = history[: MAX_HISTORY - 1]
-    return state.model_copy(update={"history": (*history, entry)})
+    return (*history, entry)
 
 
 def _stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    """``at.strftime("%Y-%m-%d %H:%M:%S UTC")``, formatted directly: strftime costs several
+    times more, once per timeline entry of a write-up. (Below the year 1000, strftime's %Y
+    differs from platform to platform: it answers there.)"""
+    if at.year < 1000:
+        return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    # %-formatting: cheaper than an f-string's six format specs, or isoformat and a slice.
+    fields = (at.year, at.month, at.day, at.hour, at.minute, at.second)
+    return "%d-%02d-%02d %02d:%02d:%02d UTC" % fields  # noqa: UP031
 
 
 # --- GitHub: the post-event write-up and follow-up issues ------------------------------------
 
 
 def _labels(labels: tuple[str, ...], state: TicketState) -> list[str]:
-    rendered = (label.replace(PRIORITY_PLACEHOLDER, state.priority.value) for label in labels)
+    priority = state.priority.value  # once: an enum's value is a Python-level property
+    rendered = (label.replace(PRIORITY_PLACEHOLDER, priority) for label in labels)
     return list(dict.fromkeys(rendered))  # in order, once each
 
 
@@ -81,12 +100,12 @@ def write_up_body(state: TicketState, due: datetime) -> str:
     )
 
 
-def write_up(state: TicketState, policy: Policy, at: datetime) -> tuple[TicketState, Effect]:
-    """Open the write-up issue at resolution; its reminder timer is due ``within`` after."""
+def write_up(state: TicketState, policy: Policy, at: datetime) -> tuple[datetime, Effect]:
+    """Open the write-up issue at resolution ``at``; returns when its reminder is due
+    (``within`` after, the ticket's ``write_up_due``) and the effect."""
     spec = policy.for_priority(state.priority).write_up
     assert spec is not None  # the caller checked the policy asks for one
     due = at + spec.within
-    state = state.model_copy(update={"write_up_due": due})
     reason = (
         f"post-event write-up for {state.priority.label} due within "
         f"{format_duration(spec.within)} of resolution"
@@ -102,7 +121,7 @@ def write_up(state: TicketState, policy: Policy, at: datetime) -> tuple[TicketSt
         },
         reason,
     )
-    return state, effect
+    return due, effect
 
 
 def write_up_reminder(state: TicketState, rule: str) -> Effect:
@@ -224,11 +243,13 @@ def sync_status_page(
     declared system-wide, update it as the ticket moves, resolve it (components back to
     operational) when the ticket resolves. One incident per ticket."""
     page = state.status_page
+    if page is None and not state.system_wide:
+        return state, []  # the common case, decided before any other lookup
     stage = _stage(state)
     spec = policy.status_page
     component_status = spec.component_status[state.priority]
     if page is None:
-        if not state.system_wide or stage == "resolved":
+        if stage == "resolved":
             return state, []
         named = tuple(dict.fromkeys(components))[:MAX_COMPONENTS] or spec.components
         page = StatusPageState(stage=stage, components=named)

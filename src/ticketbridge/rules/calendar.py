@@ -12,10 +12,13 @@ from ticketbridge.rules.policy import ALL_DAYS, CalendarSpec
 # Days scanned by one call before giving up: ten years, enough for any sane window.
 MAX_SCAN_DAYS = 3660
 _DAY = timedelta(days=1)
+_ZERO = timedelta(0)
 
 
 def _utc(at: datetime) -> datetime:
     """``at`` in UTC; naive datetimes are refused because they name no instant."""
+    if at.tzinfo is UTC:
+        return at  # what astimezone(UTC) returns, without looking up the offset
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"a timezone-aware datetime is required, got {at!r}")
     return at.astimezone(UTC)
@@ -88,9 +91,9 @@ class BusinessCalendar:
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The UTC instant at which ``duration`` of open time has passed since ``start``."""
         cursor = _utc(start)
-        if duration < timedelta(0):
+        if duration < _ZERO:
             raise ValueError(f"a duration must not be negative, got {duration}")
-        if duration == timedelta(0) or self._always:
+        if self._always or not duration:
             return cursor + duration
         remaining = duration
         for opens, closes in self._spans_from(cursor):

@@ -41,20 +41,24 @@ def _should_page(state: TicketState, policy: Policy) -> bool:
 
 
 def _open(event: TicketEvent, at: datetime, seen: datetime, policy: Policy) -> TicketState:
-    return TicketState(
-        source=event.source,
-        ticket_id=event.ticket_id,
-        domain=event.domain,
-        url=event.url,
-        subject=event.subject,
-        priority=event.priority,
-        status=event.status,
-        status_label=event.status_label,
-        opened_at=at,
-        last_event_at=seen,
-        policy=policy.fingerprint,
-        pending_since=at if event.status is Status.PENDING else None,
-    )
+    """The ticket ``event`` opens, with the commitments it meets already applied (what
+    ``_apply`` would change on it, validated once rather than validated then copied)."""
+    fields: dict[str, object] = {
+        "source": event.source,
+        "ticket_id": event.ticket_id,
+        "domain": event.domain,
+        "url": event.url,
+        "subject": event.subject,
+        "priority": event.priority,
+        "status": event.status,
+        "status_label": event.status_label,
+        "opened_at": at,
+        "last_event_at": seen,
+        "policy": policy.fingerprint,
+        "pending_since": at if event.status is Status.PENDING else None,
+    }
+    fields.update(_commitments(None, event, at, policy))
+    return TicketState.model_validate(fields)
 
 
 def _apply(
@@ -72,16 +76,25 @@ def _apply(
         "status_label": event.status_label,
         "last_event_at": max(seen, state.last_event_at),
     }
+    update.update(_commitments(state, event, at, policy))
+    return state.model_copy(update=update)
+
+
+def _commitments(
+    state: TicketState | None, event: TicketEvent, at: datetime, policy: Policy
+) -> dict[str, object]:
+    """The commitment fields ``event`` changes on ``state`` (None: the ticket it opens)."""
+    update: dict[str, object] = {}
     engaged = (event.kind is EventKind.AGENT_REPLY and "public_reply" in policy.engagement_by) or (
         (event.kind is EventKind.ASSIGNED or event.agent_assigned)
         and "assignment" in policy.engagement_by
     )
-    if engaged and state.engaged_at is None:
+    if engaged and (state is None or state.engaged_at is None):
         update["engaged_at"] = at
     if event.kind is EventKind.AGENT_REPLY:
         update["cadence_base"] = at
         update["update_reminders"] = 0
-    if event.status is not state.status:
+    if state is not None and event.status is not state.status:
         update["pending_since"] = at if event.status is Status.PENDING else None
         update["auto_close_requested"] = False
         if state.status is Status.PENDING and event.status is Status.OPEN:
@@ -89,7 +102,7 @@ def _apply(
             update["update_reminders"] = 0
     if event.kind is EventKind.CUSTOMER_REPLY:
         update["pending_since"] = None  # a customer reply cancels the auto-close
-    return state.model_copy(update=update)
+    return update
 
 
 def decide(
@@ -124,16 +137,24 @@ def decide(
     if state is None and event.kind in ADMIN_EVENTS:
         raise ValueError(f"{event.kind.value} needs a ticket ticketbridge already knows")
     before = state
-    opened = state or _open(event, occurred, seen, policy)
-    current = _apply(opened, event, occurred, seen, policy)
-    current = _milestones(before, current, event, occurred)
+    if state is None:
+        current = _open(event, occurred, seen, policy)
+    else:
+        current = _apply(state, event, occurred, seen, policy)
+    # The timeline entries are recorded below with the incident's change, in one copy.
+    entries = _milestones(before, current, event)
 
     effects: list[Effect] = []
     notes: list[str] = []
     wants_page = _should_page(current, policy)
     if wants_page and not current.incident_open:
-        current = current.model_copy(
-            update={"incident_open": True, "page_generation": current.page_generation + 1}
+        entries.append("Paged VictorOps (CRITICAL)")
+        current = record(
+            current,
+            occurred,
+            *entries,
+            incident_open=True,
+            page_generation=current.page_generation + 1,
         )
         if before is None:
             why = f"{current.priority.label} ticket opened: pages VictorOps"
@@ -143,18 +164,16 @@ def decide(
                 f" (was {before.priority.label}, {before.status_label}): pages VictorOps"
             )
         effects.append(page(current, why, occurred))
-        current = record(current, occurred, "Paged VictorOps (CRITICAL)")
     elif not wants_page and current.incident_open:
         if not current.status.is_active:
             why = f"Ticket {current.status_label.lower()} in the helpdesk"
         else:
             why = f"Ticket downgraded to {current.priority.label}"
         effects.append(recover(current, why, occurred))
-        current = record(
-            current.model_copy(update={"incident_open": False}),
-            occurred,
-            "VictorOps incident resolved (RECOVERY)",
-        )
+        entries.append("VictorOps incident resolved (RECOVERY)")
+        current = record(current, occurred, *entries, incident_open=False)
+    else:
+        current = record(current, occurred, *entries)
     if before is not None and before.priority is not current.priority:
         notes.append(
             f"re-triaged {before.priority.label} → {current.priority.label}: timers re-planned "
@@ -171,27 +190,24 @@ def decide(
     )
 
 
-def _milestones(
-    before: TicketState | None, state: TicketState, event: TicketEvent, at: datetime
-) -> TicketState:
-    """Record on the ticket's timeline what ``event`` changed (the write-up lists it)."""
+def _milestones(before: TicketState | None, state: TicketState, event: TicketEvent) -> list[str]:
+    """What ``event`` changed, for the ticket's timeline (the write-up lists it)."""
+    entries = []
     if before is None:
-        state = record(state, at, f"Opened as {state.priority.label} ({state.status_label})")
+        entries.append(f"Opened as {state.priority.label} ({state.status_label})")
     else:
         if before.priority is not state.priority:
-            state = record(
-                state, at, f"Priority changed {before.priority.label} → {state.priority.label}"
-            )
+            entries.append(f"Priority changed {before.priority.label} → {state.priority.label}")
         if before.status_label != state.status_label:
-            state = record(state, at, f"Status {before.status_label} → {state.status_label}")
+            entries.append(f"Status {before.status_label} → {state.status_label}")
     if (before is None or before.engaged_at is None) and state.engaged_at is not None:
         how = "first public agent reply" if event.kind is EventKind.AGENT_REPLY else "assigned"
-        state = record(state, at, f"Engaged: {how}")
+        entries.append(f"Engaged: {how}")
     if event.kind is EventKind.AGENT_REPLY:
-        state = record(state, at, "Customer updated (public agent reply)")
+        entries.append("Customer updated (public agent reply)")
     elif event.kind is EventKind.CUSTOMER_REPLY:
-        state = record(state, at, "Customer replied")
-    return state
+        entries.append("Customer replied")
+    return entries
 
 
 def _aftercare(
@@ -203,13 +219,16 @@ def _aftercare(
 ) -> tuple[TicketState, list[Effect]]:
     """Follow-up issues, system-wide impact and the write-up that ``event`` calls for."""
     effects: list[Effect] = []
+    # Timeline entries and field changes, made below in one copy of the ticket.
+    entries: list[str] = []
+    changes: dict[str, object] = {}
     tags = event.tags
     if tags is not None:
         if new_followups(before, tags, policy):
             state, effect = followup(state, policy, why=f"ticket tagged {policy.tags.followup!r}")
             effects.append(effect)
-            state = record(state, at, f"Follow-up issue requested (tag {policy.tags.followup})")
-        state = state.model_copy(update={"tags": tags})
+            entries.append(f"Follow-up issue requested (tag {policy.tags.followup})")
+        changes["tags"] = tags
     if event.kind is EventKind.FOLLOWUP_REQUESTED:
         title = event.change.get("title")
         text = event.change.get("body")
@@ -221,27 +240,25 @@ def _aftercare(
             text=text if isinstance(text, str) and text else None,
         )
         effects.append(effect)
-        state = record(state, at, "Follow-up issue requested (admin API)")
+        entries.append("Follow-up issue requested (admin API)")
     declared = (
         event.system_wide is True
         or event.kind is EventKind.SYSTEM_WIDE_DECLARED
         or (tags is not None and declares_system_wide(tags, policy))
     )
-    components = (*event.components, *components_of(tags or ()))
+    components = (*event.components, *components_of(tags)) if tags else event.components
     if declared and not state.system_wide:
-        state = state.model_copy(update={"system_wide": True})
+        changes["system_wide"] = True
         named = f" ({', '.join(components)})" if components else ""
-        state = record(state, at, f"Declared system-wide impact{named}")
-    resolved = before is not None and before.status.is_active and not state.status.is_active
-    if resolved:
-        state = state.model_copy(update={"resolved_at": at})
+        entries.append(f"Declared system-wide impact{named}")
+    if entries or changes:
+        state = record(state, at, *entries, **changes)
     state, status_effects = sync_status_page(state, policy, components=components)
     effects.extend(status_effects)
-    if (
-        resolved
-        and state.write_up_due is None
-        and policy.for_priority(state.priority).write_up is not None
-    ):
-        state, effect = write_up(state, policy, at)
-        effects.append(effect)
+    if before is not None and before.status.is_active and not state.status.is_active:
+        resolved: dict[str, object] = {"resolved_at": at}
+        if state.write_up_due is None and policy.for_priority(state.priority).write_up is not None:
+            resolved["write_up_due"], effect = write_up(state, policy, at)
+            effects.append(effect)
+        state = state.model_copy(update=resolved)
     return state, effects

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,9 +16,12 @@ class Priority(StrEnum):
     MEDIUM = "medium"
     LOW = "low"
 
-    @property
-    def label(self) -> str:
-        return self.value.capitalize()
+    label: str  # "Urgent"
+
+    def __init__(self, value: str) -> None:
+        # A plain attribute, set once per member: an enum property costs a Python-level
+        # descriptor call on every read, and the rules read it several times per event.
+        self.label = value.capitalize()
 
 
 class Status(StrEnum):
@@ -28,10 +32,11 @@ class Status(StrEnum):
     RESOLVED = "resolved"
     CLOSED = "closed"
 
-    @property
-    def is_active(self) -> bool:
-        """True while the ticket still needs work (not resolved or closed)."""
-        return self in (Status.OPEN, Status.PENDING)
+    # True while the ticket still needs work (not resolved or closed).
+    is_active: bool
+
+    def __init__(self, value: str) -> None:
+        self.is_active = value in ("open", "pending")  # an attribute, as Priority.label
 
 
 class EventKind(StrEnum):
@@ -51,8 +56,25 @@ class EventKind(StrEnum):
 ADMIN_EVENTS = frozenset({EventKind.FOLLOWUP_REQUESTED, EventKind.SYSTEM_WIDE_DECLARED})
 
 
+_set = object.__setattr__
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """``BaseModel.model_copy``; a shallow copy with ``update`` is made directly, as
+        pydantic makes it for a model without extra fields or private attributes but without
+        copy.copy's generic steps (the rules copy a ticket's state a few times per event)."""
+        if deep or not update or self.__pydantic_extra__ or self.__pydantic_private__:
+            return super().model_copy(update=update, deep=deep)
+        cls = type(self)
+        copied = cls.__new__(cls)
+        _set(copied, "__dict__", {**self.__dict__, **update})
+        _set(copied, "__pydantic_fields_set__", self.__pydantic_fields_set__ | update.keys())
+        _set(copied, "__pydantic_extra__", None)
+        _set(copied, "__pydantic_private__", None)
+        return copied
 
 
 class TicketEvent(_Frozen):
