@@ -28,6 +28,14 @@ from ticketbridge.rules.policy import Policy
 from ticketbridge.rules.timers import plan_timers, timer_changes
 
 PAGING_PRIORITIES = frozenset({Priority.URGENT, Priority.HIGH})
+# The members decide() compares with, as module globals: on Python 3.11 an Enum class
+# attribute (EventKind.AGENT_REPLY) is looked up through EnumType.__getattr__'s hook, a slow
+# path, and there are a dozen such reads per event.
+AGENT_REPLY, CUSTOMER_REPLY = EventKind.AGENT_REPLY, EventKind.CUSTOMER_REPLY
+ASSIGNED = EventKind.ASSIGNED
+FOLLOWUP_REQUESTED = EventKind.FOLLOWUP_REQUESTED
+SYSTEM_WIDE_DECLARED = EventKind.SYSTEM_WIDE_DECLARED
+OPEN, PENDING = Status.OPEN, Status.PENDING
 
 
 def _should_page(state: TicketState, policy: Policy) -> bool:
@@ -55,7 +63,7 @@ def _open(event: TicketEvent, at: datetime, seen: datetime, policy: Policy) -> T
         "opened_at": at,
         "last_event_at": seen,
         "policy": policy.fingerprint,
-        "pending_since": at if event.status is Status.PENDING else None,
+        "pending_since": at if event.status is PENDING else None,
     }
     fields.update(_commitments(None, event, at, policy))
     return TicketState.model_validate(fields)
@@ -85,22 +93,21 @@ def _commitments(
 ) -> dict[str, object]:
     """The commitment fields ``event`` changes on ``state`` (None: the ticket it opens)."""
     update: dict[str, object] = {}
-    engaged = (event.kind is EventKind.AGENT_REPLY and "public_reply" in policy.engagement_by) or (
-        (event.kind is EventKind.ASSIGNED or event.agent_assigned)
-        and "assignment" in policy.engagement_by
+    engaged = (event.kind is AGENT_REPLY and "public_reply" in policy.engagement_by) or (
+        (event.kind is ASSIGNED or event.agent_assigned) and "assignment" in policy.engagement_by
     )
     if engaged and (state is None or state.engaged_at is None):
         update["engaged_at"] = at
-    if event.kind is EventKind.AGENT_REPLY:
+    if event.kind is AGENT_REPLY:
         update["cadence_base"] = at
         update["update_reminders"] = 0
     if state is not None and event.status is not state.status:
-        update["pending_since"] = at if event.status is Status.PENDING else None
+        update["pending_since"] = at if event.status is PENDING else None
         update["auto_close_requested"] = False
-        if state.status is Status.PENDING and event.status is Status.OPEN:
+        if state.status is PENDING and event.status is OPEN:
             update["cadence_base"] = at
             update["update_reminders"] = 0
-    if event.kind is EventKind.CUSTOMER_REPLY:
+    if event.kind is CUSTOMER_REPLY:
         update["pending_since"] = None  # a customer reply cancels the auto-close
     return update
 
@@ -201,11 +208,11 @@ def _milestones(before: TicketState | None, state: TicketState, event: TicketEve
         if before.status_label != state.status_label:
             entries.append(f"Status {before.status_label} → {state.status_label}")
     if (before is None or before.engaged_at is None) and state.engaged_at is not None:
-        how = "first public agent reply" if event.kind is EventKind.AGENT_REPLY else "assigned"
+        how = "first public agent reply" if event.kind is AGENT_REPLY else "assigned"
         entries.append(f"Engaged: {how}")
-    if event.kind is EventKind.AGENT_REPLY:
+    if event.kind is AGENT_REPLY:
         entries.append("Customer updated (public agent reply)")
-    elif event.kind is EventKind.CUSTOMER_REPLY:
+    elif event.kind is CUSTOMER_REPLY:
         entries.append("Customer replied")
     return entries
 
@@ -229,7 +236,7 @@ def _aftercare(
             effects.append(effect)
             entries.append(f"Follow-up issue requested (tag {policy.tags.followup})")
         changes["tags"] = tags
-    if event.kind is EventKind.FOLLOWUP_REQUESTED:
+    if event.kind is FOLLOWUP_REQUESTED:
         title = event.change.get("title")
         text = event.change.get("body")
         state, effect = followup(
@@ -243,7 +250,7 @@ def _aftercare(
         entries.append("Follow-up issue requested (admin API)")
     declared = (
         event.system_wide is True
-        or event.kind is EventKind.SYSTEM_WIDE_DECLARED
+        or event.kind is SYSTEM_WIDE_DECLARED
         or (tags is not None and declares_system_wide(tags, policy))
     )
     components = (*event.components, *components_of(tags)) if tags else event.components

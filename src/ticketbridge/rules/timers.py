@@ -24,6 +24,15 @@ from ticketbridge.rules.policy import ALL_DAYS, CalendarSpec, Policy
 Plan = dict[TimerKind, tuple[datetime | None, str]]
 TIMER_KINDS = tuple(TimerKind)  # iterating an Enum class is slow; this is on the hot path
 ACTIVE = tuple(status for status in Status if status.is_active)  # as above
+# The members plan_timers reads, as module globals: on Python 3.11 an Enum class attribute
+# (TimerKind.TIER_ONE) is looked up through EnumType.__getattr__'s hook, a slow path.
+TIER_ONE, ENGAGEMENT = TimerKind.TIER_ONE, TimerKind.ENGAGEMENT
+CUSTOMER_UPDATE, AUTO_CLOSE, WRITE_UP = (
+    TimerKind.CUSTOMER_UPDATE,
+    TimerKind.AUTO_CLOSE,
+    TimerKind.WRITE_UP,
+)
+OPEN, PENDING = Status.OPEN, Status.PENDING
 
 
 @functools.lru_cache(maxsize=4096)
@@ -122,27 +131,27 @@ def plan_timers(state: TicketState, policy: Policy) -> Plan:
     text = rules.text
     if state.write_up_due is not None and not state.write_up_reminded:
         # Armed at resolution: it outlives the ticket's other commitments.
-        plan[TimerKind.WRITE_UP] = (state.write_up_due, text.get(TimerKind.WRITE_UP, ""))
+        plan[WRITE_UP] = (state.write_up_due, text.get(WRITE_UP, ""))
     status = state.status
     if status not in ACTIVE:
         return plan
     if not state.tier_one_done:
-        plan[TimerKind.TIER_ONE] = (state.opened_at + rules.tier_one, text[TimerKind.TIER_ONE])
+        plan[TIER_ONE] = (state.opened_at + rules.tier_one, text[TIER_ONE])
     if state.engaged_at is None and not state.engagement_breached:
-        plan[TimerKind.ENGAGEMENT] = (
+        plan[ENGAGEMENT] = (
             rules.engagement_due(state.opened_at),
-            text[TimerKind.ENGAGEMENT],
+            text[ENGAGEMENT],
         )
-    if rules.cadence is not None and status is Status.OPEN:
+    if rules.cadence is not None and status is OPEN:
         base = state.cadence_base or state.opened_at
-        plan[TimerKind.CUSTOMER_UPDATE] = (
+        plan[CUSTOMER_UPDATE] = (
             base + rules.cadence * (state.update_reminders + 1),
-            text[TimerKind.CUSTOMER_UPDATE],
+            text[CUSTOMER_UPDATE],
         )
-    if status is Status.PENDING and state.pending_since and not state.auto_close_requested:
-        plan[TimerKind.AUTO_CLOSE] = (
+    if status is PENDING and state.pending_since and not state.auto_close_requested:
+        plan[AUTO_CLOSE] = (
             state.pending_since + rules.auto_close,
-            text[TimerKind.AUTO_CLOSE],
+            text[AUTO_CLOSE],
         )
     return plan
 
