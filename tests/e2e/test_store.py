@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
@@ -192,3 +193,52 @@ async def test_a_lost_database_answers_503_with_retry_after_never_500(
         ready = await h.client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["detail"].startswith("store unreachable")
+
+
+def test_inbox_keys_stored_before_0004_still_dedup_after_it(database_url: str) -> None:
+    """0004 puts each stored dedup key behind its ticket's id (``stored_dedup_key``): a
+    delivery recorded before the upgrade and redelivered after it is still a duplicate, a
+    new one is not, and the downgrade gives the old keys back."""
+    from alembic import command
+
+    from ticketbridge.adapters.store.sql import _alembic_config
+
+    long_ticket = "t:" + "x" * 62  # 64 characters, a ':' inside
+    old = [("freshdesk", "a" * 64, "11"), ("generic", "generic:" + "b" * 64, long_ticket)]
+    store = Store(database_url)
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0003")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO inbox (source, dedup_key, ticket_id, received_at, outcome, "
+                    "event) VALUES (:s, :k, :t, 1, 'accepted', '{}')"
+                ),
+                [{"s": s, "k": k, "t": t} for s, k, t in old],
+            )
+        store.migrate()
+        with store.unit_of_work() as uow:
+            again = [
+                uow.add_inbox(source=s, dedup_key=k, ticket_id=t, event={}, at=2) for s, k, t in old
+            ]
+            fresh = uow.add_inbox(
+                source="freshdesk", dedup_key="c" * 64, ticket_id="11", event={}, at=2
+            )
+            other_ticket = uow.add_inbox(
+                source="freshdesk", dedup_key="a" * 64, ticket_id="12", event={}, at=2
+            )
+        assert again == [None, None]
+        assert isinstance(fresh, int)
+        assert isinstance(other_ticket, int)
+        with store.engine.begin() as conn:
+            # (The old keys cannot hold one key for two tickets: the downgrade would fail.)
+            conn.execute(sa.text("DELETE FROM inbox WHERE id = :i"), {"i": other_ticket})
+            command.downgrade(_alembic_config(conn), "0003")
+            keys = {
+                tuple(r)
+                for r in conn.exec_driver_sql("SELECT source, dedup_key, ticket_id FROM inbox")
+            }
+        assert set(old) <= keys
+        assert ("freshdesk", "c" * 64, "11") in keys
+    finally:
+        store.close()

@@ -90,7 +90,7 @@ def test_rows_written_on_the_fast_path_read_back_through_sqlalchemy(store: Store
 
 def test_a_constraint_broken_on_the_fast_path_raises_sqlalchemys_error(store: Store) -> None:
     with pytest.raises(sa.exc.IntegrityError), store.unit_of_work() as uow:
-        uow.add_inbox(source="freshdesk", dedup_key="k", ticket_id=None, event=EVENT, at=1)  # type: ignore[arg-type]
+        uow.add_inbox(source=None, dedup_key="k", ticket_id="5", event=EVENT, at=1)  # type: ignore[arg-type]
     assert store.count("inbox") == 0  # rolled back
 
 

@@ -14,7 +14,8 @@ inbox = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("dedup_key", sa.String(128), nullable=False),
+    # ``stored_dedup_key``: the ticket's id (up to 64), then the source's key (up to ~90).
+    sa.Column("dedup_key", sa.String(256), nullable=False),
     sa.Column("ticket_id", sa.String(64), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),

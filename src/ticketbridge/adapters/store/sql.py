@@ -437,6 +437,15 @@ def _json_text(value: Any) -> str:
     return value if type(value) is RawJSON else json.dumps(value)
 
 
+def stored_dedup_key(ticket_id: str, dedup_key: str) -> str:
+    """The inbox's key for a delivery: ``dedup_key`` behind its ticket's id (length-prefixed,
+    so no two (ticket, key) pairs share one), so that a ticket's deliveries sit together in
+    the unique index. As bare hashes, every webhook's key landed on a random page of that
+    index: a group of 16 new tickets wrote 70 pages to the log at COMMIT, against 51 so
+    (145 -> 125 µs a webhook, in process). One key now never dedups two tickets' events."""
+    return f"{len(ticket_id)}:{ticket_id}:{dedup_key}"
+
+
 @functools.cache
 def _sqlite_load_tickets(count: int) -> str:
     """``count`` tickets' states by key (SQLite), each a lookup by primary key: as
@@ -870,7 +879,7 @@ class UnitOfWork:
         """Record a received event; None when (source, dedup_key) was already recorded."""
         row = {
             "source": source,
-            "dedup_key": dedup_key,
+            "dedup_key": stored_dedup_key(ticket_id, dedup_key),
             "ticket_id": ticket_id,
             "received_at": at,
             "outcome": "accepted",
@@ -889,13 +898,14 @@ class UnitOfWork:
         PostgreSQL one statement, the tickets (of all the rows) locked FOR UPDATE one by one
         in key order, so that transactions sharing tickets take their locks in one order; on
         SQLite (one writer) the tickets of the new rows, read."""
+        keys_stored = [stored_dedup_key(row["ticket_id"], row["dedup_key"]) for row in rows]
         if self._pg:
             keys = sorted({(row["source"], row["ticket_id"]) for row in rows})
             returned = self._sets(
                 _PgSets.add_inbox_and_lock,
                 (
                     [row["source"] for row in rows],
-                    [row["dedup_key"] for row in rows],
+                    keys_stored,
                     [row["ticket_id"] for row in rows],
                     [row["at"] for row in rows],
                     [_json_text(row["event"]) for row in rows],
@@ -909,7 +919,9 @@ class UnitOfWork:
                 for part, _, source, ticket_id, state in returned
                 if part == 1
             }
-            ids = _first_ids([(row["source"], row["dedup_key"]) for row in rows], inserted)
+            ids = _first_ids(
+                [(row["source"], key) for row, key in zip(rows, keys_stored, strict=True)], inserted
+            )
             return ids, states
         # One INSERT per row here: as one multi-row INSERT (``_insert_rows``) the inbox's
         # rows cost more, not less (about 14 against 10 µs a webhook, batches of 32).
@@ -918,13 +930,13 @@ class UnitOfWork:
             [
                 {
                     "source": row["source"],
-                    "dedup_key": row["dedup_key"],
+                    "dedup_key": key,
                     "ticket_id": row["ticket_id"],
                     "received_at": row["at"],
                     "outcome": "accepted",
                     "event": row["event"],
                 }
-                for row in rows
+                for row, key in zip(rows, keys_stored, strict=True)
             ],
             _INBOX_KEYS,
         )
