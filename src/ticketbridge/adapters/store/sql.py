@@ -763,7 +763,8 @@ class UnitOfWork:
         return fast, cursor
 
     def _sets(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Execute one of ``_PgSets``' statements; the rows it returned."""
+        """Execute ``sql`` on the driver (one of ``_PgSets``' statements, or a multi-row form
+        of SQLite's); the rows it returned, as the driver gave them."""
         cursor = self._dbapi_cursor()
         try:
             cursor.execute(sql, params)
@@ -799,15 +800,8 @@ class UnitOfWork:
         found: list[tuple[Any, ...]] = []
         for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
             chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
-            sql = fast.rows_sql(len(chunk))
             params = [value for row in chunk for value in fast.params(row)]
-            cursor = self._dbapi_cursor()
-            try:
-                cursor.execute(sql, params)
-            except Exception as exc:
-                self._cursor = None
-                self.conn._handle_dbapi_exception(exc, sql, params, cursor, None)
-            found.extend(fast.rows(cursor))
+            found.extend(fast.rows_of(self._sets(fast.rows_sql(len(chunk)), params)))
         return found
 
     def _load_tickets_sqlite(
@@ -819,15 +813,8 @@ class UnitOfWork:
         states: dict[tuple[str, str], dict[str, Any]] = {}
         for start in range(0, len(keys), SQLITE_ROWS_PER_INSERT):
             chunk = keys[start : start + SQLITE_ROWS_PER_INSERT]
-            sql = _sqlite_load_tickets(len(chunk))
             params = [value for key in chunk for value in key]
-            cursor = self._dbapi_cursor()
-            try:
-                cursor.execute(sql, params)
-            except Exception as exc:
-                self._cursor = None
-                self.conn._handle_dbapi_exception(exc, sql, params, cursor, None)
-            found = cursor.fetchall()
+            found = self._sets(_sqlite_load_tickets(len(chunk)), params)
             for (source, ticket_id, _), (state,) in zip(
                 found, fast.rows_of([row[2:] for row in found]), strict=True
             ):
