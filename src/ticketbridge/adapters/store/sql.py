@@ -602,12 +602,13 @@ class _Statements:
             set_={"state": save.excluded.state, "updated_at": save.excluded.updated_at},
         )
         self.add_timeline = sa.insert(timeline)
-        self.enqueue = (
-            insert(outbox).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id)
+        # The key beside the id: its multi-row form (SQLite, ``UnitOfWork._insert_rows``)
+        # returns rows in no promised order.
+        self.enqueue_keyed = (
+            insert(outbox)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(outbox.c.id, outbox.c.key)
         )
-        # As ``enqueue``, returning the key beside the id: its multi-row form (SQLite,
-        # ``UnitOfWork._insert_rows``) returns rows in no promised order.
-        self.enqueue_keyed = self.enqueue.returning(outbox.c.key)
         self.enqueue_quietly = insert(outbox).on_conflict_do_nothing(index_elements=["key"])
         self.open_for_target = (
             sa.select(outbox.c.id)
