@@ -242,3 +242,67 @@ def test_inbox_keys_stored_before_0004_still_dedup_after_it(database_url: str) -
         assert ("freshdesk", "c" * 64, "11") in keys
     finally:
         store.close()
+
+
+def _timers(store: Store) -> dict[tuple[str, str], tuple[float, str, str]]:
+    from ticketbridge.adapters.store.schema import timers
+
+    with store.transaction() as conn:
+        rows = conn.execute(
+            sa.select(
+                timers.c.ticket_id, timers.c.kind, timers.c.due_at, timers.c.status, timers.c.rule
+            )
+        ).all()
+    return {(t, k): (due, status, rule) for t, k, due, status, rule in rows}
+
+
+def test_timers_and_tickets_written_set_wise_as_one_by_one(store: Store) -> None:
+    """``set_timers_many`` and ``save_tickets`` write many rows at once (on SQLite one
+    multi-row upsert each): new timers armed, existing ones moved, a timer already fired at
+    the same due time left fired and one fired at another moved back to pending, cancelled
+    ones cancelled; tickets new and known saved."""
+    changes = [
+        ("freshdesk", str(n), kind, 100.0 + n, f"rule {kind} {n}")
+        for n in range(70)
+        for kind in ("engagement", "tier_one")
+    ]
+    with store.unit_of_work() as uow:
+        uow.set_timers_many(changes, at=1.0)  # 140 rows: more than one statement's worth
+        uow.save_tickets([("freshdesk", str(n), {"n": n}) for n in range(70)], at=1.0)
+    with store.unit_of_work() as uow:
+        first, second = uow.due_timers(now=100.5, limit=10)
+        assert (first.ticket_id, first.kind, first.due_at) == ("0", "engagement", 100.0)
+        assert (second.ticket_id, second.kind, second.due_at) == ("0", "tier_one", 100.0)
+        uow.mark_timers_fired([(first.id, 100.5), (second.id, 100.5)], at=100.5)
+    with store.unit_of_work() as uow:
+        uow.set_timers_many(
+            [
+                ("freshdesk", "0", "engagement", 100.0, "same deadline"),  # fired: stays fired
+                ("freshdesk", "0", "tier_one", 300.0, "moved"),  # fired: armed again
+                ("freshdesk", "1", "engagement", 200.0, "moved"),
+                ("freshdesk", "1", "tier_one", None, ""),  # cancelled
+                ("freshdesk", "2", "engagement", 250.0, "first"),
+                ("freshdesk", "2", "engagement", 260.0, "last wins"),
+                ("freshdesk", "new", "engagement", 500.0, "new"),
+            ],
+            at=2.0,
+        )
+        uow.save_tickets(
+            [
+                ("freshdesk", "0", {"n": "last"}),
+                ("freshdesk", "new", {"n": "new"}),
+            ],
+            at=2.0,
+        )
+    found = _timers(store)
+    assert len(found) == 141
+    assert found[("0", "engagement")] == (100.0, "fired", "rule engagement 0")
+    assert found[("0", "tier_one")] == (300.0, "pending", "moved")
+    assert found[("1", "engagement")] == (200.0, "pending", "moved")
+    assert found[("1", "tier_one")][1] == "cancelled"
+    assert found[("2", "engagement")] == (260.0, "pending", "last wins")
+    assert found[("new", "engagement")] == (500.0, "pending", "new")
+    assert found[("69", "tier_one")] == (169.0, "pending", "rule tier_one 69")
+    assert store.ticket_state("freshdesk", "0") == {"n": "last"}
+    assert store.ticket_state("freshdesk", "new") == {"n": "new"}
+    assert store.ticket_state("freshdesk", "69") == {"n": 69}

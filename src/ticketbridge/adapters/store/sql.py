@@ -225,6 +225,7 @@ class _Fast:
         "_results",
         "_rows_sql",
         "_template",
+        "_width",
         "sql",
     )
 
@@ -261,20 +262,41 @@ class _Fast:
             column[3]._cached_result_processor(dialect, None) for column in compiled._result_columns
         ]
         self._rows_sql: dict[int, str] = {}
+        self._width = -1  # parameters a VALUES row of ``rows_sql`` takes, once known
 
     def rows_sql(self, count: int) -> str:
         """This single-row ``INSERT ... VALUES (?, ...)`` (qmark style: SQLite) as one
-        statement inserting ``count`` rows, whose parameters are ``params``' of each row in
-        turn."""
+        statement inserting ``count`` rows, whose parameters are ``rows_params``'."""
         sql = self._rows_sql.get(count)
         if sql is None:
             head, values, rest = self.sql.partition(" VALUES (")
             group, close, tail = rest.partition(")")
             if not values or not close or not self._positional or set(group) - set("?, "):
                 raise ValueError(f"not a single-row INSERT with qmark parameters: {self.sql}")
+            width = group.count("?")
+            # What follows the row (an upsert's SET and WHERE) may hold parameters, once for
+            # all rows: only values built into the statement, none the caller gives per row.
+            if any(i >= width for i, _ in self._caller):
+                raise ValueError(f"a per-row parameter after the VALUES row: {self.sql}")
+            self._width = width
             rows = ", ".join([f"({group})"] * count)
             sql = self._rows_sql[count] = f"{head} VALUES {rows}{tail}"
         return sql
+
+    def rows_params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """The parameters of ``rows_sql(len(rows))``: each row's VALUES in turn, then those
+        of the statement's tail (the same for every row)."""
+        width = self._width
+        if width < 0:
+            self.rows_sql(1)
+            width = self._width
+        out: list[Any] = []
+        params: Sequence[Any] = ()
+        for row in rows:
+            params = self.params(row)  # type: ignore[assignment]
+            out.extend(params[:width])
+        out.extend(params[width:])
+        return out
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The driver's parameters for one execution (a tuple, or a dict for pyformat)."""
@@ -801,8 +823,8 @@ class UnitOfWork:
         found: list[tuple[Any, ...]] = []
         for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
             chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
-            params = [value for row in chunk for value in fast.params(row)]
-            found.extend(fast.rows_of(self._sets(fast.rows_sql(len(chunk)), params)))
+            sql = fast.rows_sql(len(chunk))
+            found.extend(fast.rows_of(self._sets(sql, fast.rows_params(chunk))))
         return found
 
     def _load_tickets_sqlite(
@@ -1113,26 +1135,23 @@ class UnitOfWork:
             for (s, t, k), (due, _) in last.items()
             if due is None
         ]
-        if armed:
-            self._run_many("arm_timer", armed, tuple(armed[0]))
+        if armed:  # one multi-row upsert: the keys are distinct (``last``)
+            self._insert_rows("arm_timer", armed, tuple(armed[0]))
         if cancelled:
             self._run_many("cancel_timer", cancelled)
 
     def save_tickets(
         self, states: Sequence[tuple[str, str, dict[str, Any] | RawJSON]], *, at: float
     ) -> None:
-        """Upsert ``(source, ticket_id, state)`` rows in one statement."""
+        """Upsert ``(source, ticket_id, state)`` rows of distinct tickets in one statement (on
+        PostgreSQL a ticket twice is an error)."""
         if states and self._pg:
             self._sets(_PgSets.save_tickets, _pg_ticket_params(states, at))
         elif states:
-            self._run_many(
-                "save_ticket",
-                [
-                    {"source": s, "ticket_id": t, "state": st, "updated_at": at}
-                    for s, t, st in states
-                ],
-                _TICKET_KEYS,
-            )
+            rows = [
+                {"source": s, "ticket_id": t, "state": st, "updated_at": at} for s, t, st in states
+            ]
+            self._insert_rows("save_ticket", rows, _TICKET_KEYS)  # one multi-row upsert
 
     def mark_timers_fired(self, fired: Sequence[tuple[int, float]], *, at: float) -> None:
         """Mark ``(timer_id, lateness)`` pairs fired."""
