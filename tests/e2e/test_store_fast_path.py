@@ -3,7 +3,6 @@ how they fail, must be what SQLAlchemy's ``Connection.execute`` would have given
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -16,6 +15,7 @@ from ticketbridge.adapters.store.sql import (
     Store,
     StoreUnavailable,
     _PgSets,
+    json_dumps,
 )
 
 EVENT = {"kind": "created", "priority": "urgent", "change": {"ticket_action": "created"}}
@@ -83,9 +83,11 @@ def test_rows_written_on_the_fast_path_read_back_through_sqlalchemy(store: Store
             ("e1", PAYLOAD, "me", "pending"),
             ("e2", PAYLOAD, None, "pending"),
         ]
-        if store.is_sqlite:  # JSON is stored as SQLAlchemy serialises it: json.dumps
+        if store.is_sqlite:  # JSON is stored as SQLAlchemy serialises it: the store's json_dumps
             raw = conn.exec_driver_sql("SELECT event FROM inbox").scalar_one()
-            assert raw == json.dumps(EVENT)
+            assert raw == json_dumps(EVENT)
+            conn.execute(sa.update(inbox).values(event=EVENT))  # SQLAlchemy's own path
+            assert conn.exec_driver_sql("SELECT event FROM inbox").scalar_one() == raw
 
 
 def test_a_constraint_broken_on_the_fast_path_raises_sqlalchemys_error(store: Store) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, NamedTuple
 
+import pydantic_core
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -454,9 +455,17 @@ class _PgSets:
     )
 
 
+def json_dumps(value: Any) -> str:
+    """The JSON text the store writes for a JSON column's value (the engines'
+    ``json_serializer``): compact UTF-8 by pydantic-core, about four times cheaper than
+    ``json.dumps`` on an effect's payload. Like ``json.dumps`` it refuses an object of a type
+    it does not know; unlike it, it writes a datetime as an ISO 8601 string."""
+    return pydantic_core.to_json(value).decode()
+
+
 def _json_text(value: Any) -> str:
     """What a JSON column's bind processor would send: ``RawJSON`` as it is, else encoded."""
-    return value if type(value) is RawJSON else json.dumps(value)
+    return value if type(value) is RawJSON else json_dumps(value)
 
 
 def stored_dedup_key(ticket_id: str, dedup_key: str) -> str:
@@ -1336,7 +1345,7 @@ class Store:
         # Store calls the app may run at once: one writer on SQLite; on PostgreSQL as many
         # as the pool holds (a few more connections are left for calls made outside).
         self.max_concurrency = 1 if self.is_sqlite else PG_CONCURRENCY
-        options: dict[str, Any] = {"pool_pre_ping": False}
+        options: dict[str, Any] = {"pool_pre_ping": False, "json_serializer": json_dumps}
         self._nowait: tuple[Engine, Engine] | None = None
         if not self.is_sqlite:
             options["pool_size"] = PG_CONCURRENCY
