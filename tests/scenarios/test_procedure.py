@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import respx
+import sqlalchemy as sa
 
 from tests.conftest import freshdesk_body
 from tests.scenarios.harness import FD, VO_API, Scenario
@@ -200,3 +201,54 @@ async def test_ticketbridge_recognises_its_own_note_echoed_back(scenario: Scenar
         entry["kind"] == "note" and "own note echoed back" in entry["detail"]["note"]
         for entry in view["timeline"]
     )
+
+
+def _page_sent_but_not_recorded(s: Scenario, ticket: int) -> None:
+    """The state a SIGKILL between the page's send and its record leaves, after the restart
+    voided the dead process's lease: VictorOps has the incident, the outbox still says
+    pending (no attempt counted)."""
+    from ticketbridge.adapters.store.schema import outbox
+
+    store = s.h.services.store
+    with store.transaction() as conn:
+        changed = conn.execute(
+            sa.update(outbox)
+            .where(outbox.c.key == f"victorops:freshdesk/{ticket}:page:1")
+            .values(status="pending", attempts=0, last_code=None, lease_owner="dead-process")
+        ).rowcount
+    assert changed == 1
+    store.release_leases()
+    s.h.dispatcher._guard._recent.clear()  # type: ignore[union-attr]  # a new process: no re-reads
+
+
+async def test_a_page_sent_before_a_crash_is_recovered_when_its_resend_is_skipped(
+    scenario: Scenario,
+) -> None:
+    """The page went out, then the process died before recording it; meanwhile the ticket
+    was resolved in the helpdesk. After the restart the page's resend is skipped on the
+    re-read, and the RECOVERY the re-read decided still goes out: VictorOps holds the
+    incident the first delivery opened."""
+    s = scenario
+    await s.webhook(1, "Urgent")
+    _page_sent_but_not_recorded(s, 1)
+    s.helpdesk.set(1, "Urgent", "Resolved")
+    await s.settle()
+    e = ENTITY.format(1)
+    assert s.calls == [("0m", f"victorops CRITICAL {e}"), ("0m", f"victorops RECOVERY {e}")]
+    view = await s.h.ticket(1)
+    status = {x["kind"]: x["status"] for x in view["effects"]}
+    assert (status["page"], status["recover"]) == ("skipped", "sent")
+
+
+async def test_a_page_never_delivered_and_skipped_sends_no_recovery(scenario: Scenario) -> None:
+    """Resolved in the helpdesk before its page's first delivery: the page is skipped on the
+    re-read and VictorOps never hears of the ticket, not even a RECOVERY."""
+    s = scenario
+    s.helpdesk.set(1, "Urgent", "Resolved")
+    body = freshdesk_body(1, priority="Urgent", status="Open")
+    assert (await s.h.post_freshdesk(body)).status_code == 202
+    await s.settle()
+    assert not [call for call in s.calls if call[1].startswith("victorops")]
+    view = await s.h.ticket(1)
+    status = {x["kind"]: x["status"] for x in view["effects"]}
+    assert (status["page"], status["recover"]) == ("skipped", "skipped")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Protocol, cast
 
 from ticketbridge.adapters.outbound.base import HelpdeskTicket
 from ticketbridge.adapters.outbound.errors import AdapterError
@@ -36,7 +36,8 @@ def still_applies(kind: str, ticket: HelpdeskTicket) -> bool:
 
 class EffectGuard:
     """Re-reads the ticket before a page, bridge, reassign, close, note or INFO (when a reader
-    is set), and holds a RECOVERY until its page went out (or drops it when it never did).
+    is set), and holds a RECOVERY until its page went out (or drops it when the page
+    provably never reached VictorOps: made, then skipped or dead without any delivery).
 
     A re-read is reused for ``reuse_seconds`` so the effects of one timer (a bridge and its
     note, a breach note and its INFO) cost one API call, not one each.
@@ -74,11 +75,17 @@ class EffectGuard:
     async def check(self, row: OutboxRow) -> Verdict:
         if row.kind == "recover":
             page_key = row.key.rsplit(":recover:", 1)[0] + ":page:" + row.key.rsplit(":", 1)[1]
-            status = await self._run_db(lambda: self._store.effect_status(page_key))
+            found = await self._run_db(lambda: self._store.effect_delivery(page_key))
+            status, tried = cast("tuple[str, bool] | None", found) or (None, False)
             if status == SENT:
                 return GO
             if status in OPEN_STATES:
                 return Verdict("wait", "its page has not gone out yet", 1.0)
+            if tried:
+                # Skipped or dead after a delivery that may have landed (e.g. sent, then the
+                # process killed before recording it): VictorOps may hold the incident. A
+                # RECOVERY of an entity with none open changes nothing there.
+                return GO
             return Verdict("skip", f"nothing to recover: the page was {status or 'never made'}")
         reader = self._readers.get(row.source)
         if reader is None or row.kind not in self.REREAD:

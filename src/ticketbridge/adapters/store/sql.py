@@ -1597,6 +1597,22 @@ class Store:
             value = conn.execute(sa.select(outbox.c.status).where(outbox.c.key == key)).scalar()
         return str(value) if value is not None else None
 
+    def effect_delivery(self, key: str) -> tuple[str, bool] | None:
+        """The status of the effect with ``key`` and whether a delivery of it may have
+        reached its target: an attempt was counted (a timeout or a 5xx may still have
+        landed), or it was leased more than once (a process killed mid-delivery counts no
+        attempt; its lease is handed on, to the next claim). None if there is no such effect."""
+        with self.reading() as conn:
+            row = conn.execute(
+                sa.select(outbox.c.status, outbox.c.attempts, outbox.c.lease_token).where(
+                    outbox.c.key == key
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        status, attempts, leases = row
+        return str(status), attempts > 0 or leases > 1
+
     def ticket_state(self, source: str, ticket_id: str) -> dict[str, Any] | None:
         """The stored state of one ticket (None if ticketbridge never saw it)."""
         with self.unit_of_work() as uow:
