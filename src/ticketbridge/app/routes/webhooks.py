@@ -17,7 +17,7 @@ from ticketbridge.adapters.inbound.auth import check_shared_secret
 from ticketbridge.adapters.inbound.errors import InboundError
 from ticketbridge.adapters.store.sql import StoreUnavailable
 from ticketbridge.app.bootstrap import Services
-from ticketbridge.app.deps import services_of
+from ticketbridge.app.deps import from_state, services_of
 from ticketbridge.app.metrics import metrics_of
 from ticketbridge.app.schemas import ErrorBody, WebhookAccepted
 from ticketbridge.app.service import Incoming
@@ -107,7 +107,8 @@ def _require_json(content_type: str) -> None:
 def _first_headers(request: Request) -> dict[bytes, bytes]:
     """The request's headers by (lower-case) name, the first of each name as
     ``request.headers`` would give it, in one pass."""
-    return dict(reversed(request.headers.raw))
+    raw = request.scope["headers"]  # not ``request.headers``: its first read fails a lookup
+    return dict(reversed(raw if isinstance(raw, list) else list(raw)))
 
 
 def _latin1(value: bytes | None) -> str | None:
@@ -289,7 +290,8 @@ async def ingest_and_answer(
     stays bounded); the event's own source is logged beside it.
     """
     now = services.clock.now()
-    dispatcher = request.app.state.dispatcher
+    app = request.app
+    dispatcher = from_state(app, "dispatcher")
     lease = dispatcher.lease(now.timestamp()) if services.fast_path else None
     try:
         result = await services.writer.submit_many(
@@ -297,13 +299,13 @@ async def ingest_and_answer(
         )
     except StoreUnavailable as exc:
         log.error("webhook.store_unavailable", source=route, error=str(exc))
-        metrics_of(request.app).webhook(route, "503")
+        metrics_of(app).webhook(route, "503")
         return Answer(
             {"error": "store unavailable, retry later"},
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    metrics = metrics_of(request.app)
+    metrics = metrics_of(app)
     metrics.webhook(route, result.outcome)
     for target in result.skipped:
         metrics.effect(target, "skipped")
@@ -312,7 +314,7 @@ async def ingest_and_answer(
     if result.unclaimed:
         dispatcher.wake()
     if result.earliest_timer is not None:
-        request.app.state.scheduler.wake_if_earlier(result.earliest_timer)
+        from_state(app, "scheduler").wake_if_earlier(result.earliest_timer)
     log.info(
         "webhook.received",
         source=route,
