@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
 from ticketbridge.app.bootstrap import Services
 
 
+def from_state(app: Any, name: str) -> Any:
+    """``app.state.<name>``, read from the dict Starlette's ``State`` keeps. ``State`` serves
+    its attributes through ``__getattr__``, which Python calls only after its own lookup
+    failed and built an AttributeError: a few such errors per webhook otherwise. A name not
+    set is read the usual way (and raises as it would)."""
+    state = app.state
+    try:
+        return state._state[name]
+    except KeyError:
+        return getattr(state, name)
+
+
 def services_of(request: Request) -> Services:
     """The services of the app serving ``request``."""
-    services: Services = request.app.state.services
+    services: Services = from_state(request.app, "services")
     return services
 
 

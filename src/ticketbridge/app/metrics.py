@@ -198,5 +198,7 @@ class Metrics:
 
 def metrics_of(app: Any) -> Metrics:
     """The metrics of the app serving a request."""
-    metrics: Metrics = app.state.metrics
+    # ``app.state.metrics``, without State's failed lookup first (see ``deps.from_state``).
+    state = app.state
+    metrics: Metrics = state._state.get("metrics") or state.metrics
     return metrics

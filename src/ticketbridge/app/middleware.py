@@ -45,11 +45,13 @@ class DirectApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = self.context
-        if context is not None and context.serves(scope):
-            scope["app"] = self
-            await context(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
+        if context is not None and scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = context.direct.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await context.serve_direct(endpoint, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class DirectRoute(NamedTuple):
@@ -74,6 +76,7 @@ class RequestContext:
         self.app = app
         self.metrics = metrics
         self.direct = dict(direct or {})
+        self._routes = {path: DirectRoute(path) for path in self.direct}
 
     def serves(self, scope: Scope) -> bool:
         """Whether this request takes the direct path."""
@@ -81,36 +84,48 @@ class RequestContext:
             scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.direct
         )
 
-    async def _serve_direct(
-        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, request_id: str
-    ) -> int:
-        """Run ``endpoint`` and send its answer; the status sent. Outside the app's error
-        middleware (see ``DirectApp``), so an unexpected error is logged and answered 500
-        here."""
-        scope["route"] = DirectRoute(scope["path"])
+    async def serve_direct(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Serve a direct request (``serves``): what ``__call__`` does for any request, with
+        ``endpoint`` in place of the app. Outside the app's error middleware (see
+        ``DirectApp``), so an unexpected error is logged and answered 500 here."""
+        request_id = _request_id(scope)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
         try:
-            response = await endpoint(Request(scope, receive, send))
-        except Exception:
-            log.exception("http.unhandled_error", path=scope["path"])
-            response = JSONResponse({"error": "internal error"}, status_code=500)
-        # The answer's messages, sent as Starlette's ``Response.__call__`` would, with the
-        # request id beside its headers.
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [*response.raw_headers, (b"x-request-id", request_id.encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": response.body})
-        return response.status_code
+            path = scope["path"]
+            scope["route"] = self._routes.get(path) or DirectRoute(path)
+            try:
+                response = await endpoint(Request(scope, receive, send))
+            except Exception:
+                log.exception("http.unhandled_error", path=scope["path"])
+                response = JSONResponse({"error": "internal error"}, status_code=500)
+            # The answer's messages, sent as Starlette's ``Response.__call__`` would, with the
+            # request id beside its headers.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [*response.raw_headers, (b"x-request-id", request_id.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": response.body})
+            status = response.status_code
+        finally:
+            self._finish(scope, status, started)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.match(incoming) else new_request_id()
+        endpoint = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
+        if endpoint is not None:
+            await self.serve_direct(endpoint, scope, receive, send)
+            return
+        request_id = _request_id(scope)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -127,20 +142,27 @@ class RequestContext:
             await send(message)
 
         try:
-            endpoint = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
-            if endpoint is None:
-                await self.app(scope, receive, send_with_id)
-            else:
-                status = await self._serve_direct(endpoint, scope, receive, send, request_id)
+            await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
-            if self.metrics is not None:
-                self.metrics.http_request(scope, status, elapsed)
-            (log.debug if scope["path"] in QUIET_PATHS else log.info)(
-                "http.request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-            )
-            structlog.contextvars.clear_contextvars()
+            self._finish(scope, status, started)
+
+    def _finish(self, scope: Scope, status: int, started: float) -> None:
+        """The request's metrics and canonical line; its log context cleared."""
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.http_request(scope, status, elapsed)
+        (log.debug if scope["path"] in QUIET_PATHS else log.info)(
+            "http.request",
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )
+        structlog.contextvars.clear_contextvars()
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` when it is a safe one (the last such header), else a
+    new one."""
+    incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+    return incoming if _SAFE_ID.match(incoming) else new_request_id()

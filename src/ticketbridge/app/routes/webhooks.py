@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+from starlette.types import Receive
 
 from ticketbridge.adapters.inbound import freshdesk, generic, signatures, zendesk
 from ticketbridge.adapters.inbound.auth import check_shared_secret
 from ticketbridge.adapters.inbound.errors import InboundError
 from ticketbridge.adapters.store.sql import StoreUnavailable
 from ticketbridge.app.bootstrap import Services
-from ticketbridge.app.deps import services_of
+from ticketbridge.app.deps import from_state, services_of
 from ticketbridge.app.metrics import metrics_of
 from ticketbridge.app.schemas import ErrorBody, WebhookAccepted
 from ticketbridge.app.service import Incoming
@@ -33,6 +35,10 @@ class UnsupportedMediaType(InboundError):
     status = 415
 
 
+# Reused: ``json.dumps`` with these options builds an encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 class Answer(JSONResponse):
     """A JSON answer built with less ceremony than Starlette's: the body encoded once, the
     headers as raw pairs (a webhook's answer is a tenth of its cost otherwise)."""
@@ -42,7 +48,7 @@ class Answer(JSONResponse):
     ) -> None:
         self.status_code = status_code
         self.background = None
-        self.body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+        self.body = _encode(content).encode()
         raw = [
             (b"content-length", str(len(self.body)).encode()),
             (b"content-type", b"application/json"),
@@ -62,7 +68,11 @@ def error_response(exc: InboundError, *, basic: bool = True) -> JSONResponse:
 
 async def read_capped_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing more than ``limit`` bytes by header and while streaming."""
-    declared = request.headers.get("content-length")
+    return await _read_body(request.receive, request.headers.get("content-length"), limit)
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """``read_capped_body`` with the Content-Length header's value, ``declared``, given."""
     if declared is not None:
         if not declared.isdigit():
             raise InboundError("invalid Content-Length header")
@@ -71,7 +81,6 @@ async def read_capped_body(request: Request, limit: int) -> bytes:
     # The ASGI messages read directly, as ``Request.stream`` would (without its generator).
     chunks: list[bytes] = []
     size = 0
-    receive = request.receive
     while True:
         message = await receive()
         if message["type"] != "http.request":  # http.disconnect
@@ -86,9 +95,43 @@ async def read_capped_body(request: Request, limit: int) -> bytes:
 
 
 def require_json(request: Request) -> None:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    _require_json(request.headers.get("content-type", ""))
+
+
+def _require_json(content_type: str) -> None:
+    media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType("Content-Type must be application/json")
+
+
+def _first_headers(request: Request) -> dict[bytes, bytes]:
+    """The request's headers by (lower-case) name, the first of each name as
+    ``request.headers`` would give it, in one pass."""
+    raw = request.scope["headers"]  # not ``request.headers``: its first read fails a lookup
+    return dict(reversed(raw if isinstance(raw, list) else list(raw)))
+
+
+def _latin1(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+class _EncodedSecrets:
+    """The encoded values of a list of secrets, remembered while the list holds the same
+    secret objects (encoding every secret per request was a measurable share of a webhook)."""
+
+    def __init__(self) -> None:
+        self._source: tuple[SecretStr, ...] = ()
+        self._encoded: list[bytes] = []
+
+    def of(self, secrets: Sequence[SecretStr]) -> list[bytes]:
+        source = tuple(secrets)
+        if source != self._source:  # by identity, else by value: equal secrets encode alike
+            self._encoded = [s.get_secret_value().encode() for s in source]
+            self._source = source
+        return self._encoded
+
+
+_freshdesk_secrets = _EncodedSecrets()
 
 
 def _header(name: str, description: str, required: bool = True) -> dict[str, object]:
@@ -146,11 +189,15 @@ def _webhook_route(
 async def freshdesk_webhook(request: Request) -> JSONResponse:
     """Answers 202 only after the event, the ticket's new state and its effects are committed."""
     services = services_of(request)
-    secrets = [s.get_secret_value().encode() for s in services.settings.freshdesk.webhook_secrets]
+    settings = services.settings
+    secrets = _freshdesk_secrets.of(settings.freshdesk.webhook_secrets)
+    headers = _first_headers(request)
     try:
-        check_shared_secret(request.headers.get("authorization"), secrets)
-        require_json(request)
-        raw = await read_capped_body(request, services.settings.max_body_bytes)
+        check_shared_secret(_latin1(headers.get(b"authorization")), secrets)
+        _require_json(headers.get(b"content-type", b"").decode("latin-1"))
+        raw = await _read_body(
+            request.receive, _latin1(headers.get(b"content-length")), settings.max_body_bytes
+        )
         event, dedup_key = freshdesk.parse_webhook(raw)
     except InboundError as exc:
         return refuse(request, "freshdesk", exc)
@@ -243,7 +290,8 @@ async def ingest_and_answer(
     stays bounded); the event's own source is logged beside it.
     """
     now = services.clock.now()
-    dispatcher = request.app.state.dispatcher
+    app = request.app
+    dispatcher = from_state(app, "dispatcher")
     lease = dispatcher.lease(now.timestamp()) if services.fast_path else None
     try:
         result = await services.writer.submit_many(
@@ -251,13 +299,13 @@ async def ingest_and_answer(
         )
     except StoreUnavailable as exc:
         log.error("webhook.store_unavailable", source=route, error=str(exc))
-        metrics_of(request.app).webhook(route, "503")
+        metrics_of(app).webhook(route, "503")
         return Answer(
             {"error": "store unavailable, retry later"},
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    metrics = metrics_of(request.app)
+    metrics = metrics_of(app)
     metrics.webhook(route, result.outcome)
     for target in result.skipped:
         metrics.effect(target, "skipped")
@@ -266,7 +314,7 @@ async def ingest_and_answer(
     if result.unclaimed:
         dispatcher.wake()
     if result.earliest_timer is not None:
-        request.app.state.scheduler.wake_if_earlier(result.earliest_timer)
+        from_state(app, "scheduler").wake_if_earlier(result.earliest_timer)
     log.info(
         "webhook.received",
         source=route,
