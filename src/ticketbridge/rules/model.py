@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -193,3 +193,23 @@ class Decision(_Frozen):
     timers: tuple[TimerChange, ...] = ()
     notes: tuple[str, ...] = ()
     stale: bool = False
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def constructor(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
+    """``cls(**values)`` as a function of ``values``, validated alike: pydantic-core's
+    validator called directly. ``BaseModel.__init__``'s Python frame and keyword packing are a
+    quarter of building a small model (a Milestone: 10.1k instructions, 7.5k this way), and
+    decide() builds seven models for a new ticket."""
+    validate: Callable[[dict[str, Any]], _M] = cls.__pydantic_validator__.validate_python
+    return validate
+
+
+# The constructors of the models the rules build per event (see ``constructor``).
+new_ticket = constructor(TicketState)
+new_milestone = constructor(Milestone)
+new_effect = constructor(Effect)
+new_timer_change = constructor(TimerChange)
+new_decision = constructor(Decision)
