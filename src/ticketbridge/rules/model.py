@@ -5,12 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self, TypeVar
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Priority(StrEnum):
+class _StrEnum(StrEnum):
+    """A StrEnum whose members' ``value`` is read without a Python frame: Enum's own is a
+    Python-level property, and pydantic's JSON serialiser reads it for every enum field it
+    writes (five for a webhook's event and ticket), the service for every timer change."""
+
+    if not TYPE_CHECKING:  # for type checkers, the value is Enum's (whose type they know)
+        value = property(attrgetter("_value_"))
+
+
+class Priority(_StrEnum):
     URGENT = "urgent"
     HIGH = "high"
     MEDIUM = "medium"
@@ -24,7 +34,7 @@ class Priority(StrEnum):
         self.label = value.capitalize()
 
 
-class Status(StrEnum):
+class Status(_StrEnum):
     """Canonical status; helpdesk-specific labels (custom statuses) are kept beside it."""
 
     OPEN = "open"
@@ -39,7 +49,7 @@ class Status(StrEnum):
         self.is_active = value in ("open", "pending")  # an attribute, as Priority.label
 
 
-class EventKind(StrEnum):
+class EventKind(_StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     PRIORITY_CHANGED = "priority_changed"
@@ -169,7 +179,7 @@ class Effect(_Frozen):
     reason: str
 
 
-class TimerKind(StrEnum):
+class TimerKind(_StrEnum):
     TIER_ONE = "tier_one"
     ENGAGEMENT = "engagement"
     CUSTOMER_UPDATE = "customer_update"
