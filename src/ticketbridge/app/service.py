@@ -152,16 +152,17 @@ def ingest_many(
     item's own. Given the ``configured`` targets, an effect for any other is stored final,
     ``skipped`` (what the dispatcher would record on its first look).
     """
+    ats = [item.now.timestamp() for item in items]
     inbox_ids, stored = uow.add_inbox_and_lock(
         [
             {
                 "source": item.event.source,
                 "dedup_key": item.dedup_key,
                 "ticket_id": item.event.ticket_id,
-                "at": item.now.timestamp(),
+                "at": at,
                 "event": RawJSON(_event_json(item.event).decode()),
             }
-            for item in items
+            for item, at in zip(items, ats, strict=True)
         ]
     )
     fresh = [item for item, inbox_id in zip(items, inbox_ids, strict=True) if inbox_id]
@@ -171,7 +172,7 @@ def ingest_many(
     leases = LeasePlan(
         uow.open_targets(list(stored)) if stored and any(i.lease for i in fresh) else set()
     )
-    latest = max((item.now.timestamp() for item in items), default=0.0)
+    latest = max(ats, default=0.0)
     changed: dict[tuple[str, str], TicketState] = {}
     timer_changes: list[tuple[str, str, str, float | None, str]] = []
     notes: list[tuple[str, str, float, str, dict[str, Any]]] = []
@@ -180,19 +181,20 @@ def ingest_many(
     # Per item: its outcome, then (first, end) of its effects in ``effects`` and its earliest
     # armed timer.
     plans: list[tuple[Literal["accepted", "duplicate", "stale"], int, int, float | None]] = []
-    for item, inbox_id in zip(items, inbox_ids, strict=True):
+    for item, inbox_id, at in zip(items, inbox_ids, ats, strict=True):
         if inbox_id is None:
             plans.append(("duplicate", 0, 0, None))
             continue
-        event, at = item.event, item.now.timestamp()
+        event = item.event
         key = src, tid = event.source, event.ticket_id
         state = states.get(key)
         policy = policies.current if state is None else policies.pinned(uow, state.policy)
         decision = decide(state, event, now=item.now, policy=policy)
         # The timeline's "received", "opened" and "decided" entries are read back from the
         # inbox, the state and the outbox; only what exists nowhere else is written to it.
-        kind = "stale" if decision.stale else "note"
-        notes.extend((src, tid, at, kind, {"note": note}) for note in decision.notes)
+        if decision.notes:
+            kind = "stale" if decision.stale else "note"
+            notes.extend((src, tid, at, kind, {"note": note}) for note in decision.notes)
         if decision.stale:
             uow.mark_inbox(inbox_id, "stale")
             plans.append(("stale", 0, 0, None))
