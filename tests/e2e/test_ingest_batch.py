@@ -14,8 +14,16 @@ import sqlalchemy as sa
 
 from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timeline, timers
 from ticketbridge.adapters.store.sql import Store
-from ticketbridge.app.service import Incoming, IngestResult, PolicyBook, ingest_in, ingest_many
-from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent
+from ticketbridge.app.service import (
+    Incoming,
+    IngestResult,
+    PolicyBook,
+    _event_json,
+    _state_json,
+    ingest_in,
+    ingest_many,
+)
+from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, decide
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 LEASE = ("replica-a", T0.timestamp() + 60)
@@ -227,3 +235,13 @@ def test_a_webhook_with_no_effect_still_stores_its_state_and_timers(
         "engagement",
     }
     assert store.count("outbox") == 0
+
+
+def test_events_and_tickets_are_written_as_their_model_dump_json(policy: Policy) -> None:
+    """The service serialises them with pydantic's serialiser called directly: the same text
+    as ``model_dump_json``."""
+    for item in _script("json"):
+        event = item.event
+        state = decide(None, event, now=T0, policy=policy).state
+        assert _event_json(event).decode() == event.model_dump_json()
+        assert _state_json(state).decode() == state.model_dump_json()

@@ -13,16 +13,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ticketbridge.app.policy import load_policy
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, TicketState, decide
-from ticketbridge.rules.model import ADMIN_EVENTS, Decision, Milestone, TimerKind
+from ticketbridge.rules.model import (
+    ADMIN_EVENTS,
+    Decision,
+    Effect,
+    Milestone,
+    TimerChange,
+    TimerKind,
+    new_decision,
+    new_effect,
+    new_milestone,
+    new_ticket,
+    new_timer_change,
+)
 from ticketbridge.rules.timers import on_timer, plan_timers
 
 SNAPSHOTS = Path(__file__).parents[1] / "fixtures" / "decide_snapshots.json"
@@ -244,3 +257,34 @@ def test_model_copy_is_pydantics(
             assert ours.model_dump_json() == theirs.model_dump_json()
             assert ours.__dict__ is not state.__dict__
             assert ours.model_fields_set is not state.model_fields_set
+
+
+def test_constructors_are_the_models_own(table: list[tuple[str, list[Decision]]]) -> None:
+    """The rules' hot-path constructors (``new_decision``...) build what the models' own
+    ``__init__`` does from the same values: same fields, types and fields counted as set."""
+    pairs: list[tuple[Callable[[dict[str, Any]], BaseModel], type[BaseModel]]] = [
+        (new_ticket, TicketState),
+        (new_milestone, Milestone),
+        (new_effect, Effect),
+        (new_timer_change, TimerChange),
+        (new_decision, Decision),
+    ]
+    decision = next(d for _, ds in table for d in ds if d.effects and d.timers)
+    examples: list[BaseModel] = [
+        decision,
+        decision.state,
+        *decision.state.history,
+        *decision.effects,
+        *decision.timers,
+        Decision(state=decision.state),  # defaults left out
+    ]
+    for model in examples:
+        new, cls = next(pair for pair in pairs if type(model) is pair[1])
+        values = {name: model.__dict__[name] for name in model.model_fields_set}
+        ours, theirs = new(values), cls(**values)
+        assert type(ours) is cls
+        assert list(ours.__dict__.items()) == list(theirs.__dict__.items())
+        assert ours.model_fields_set == theirs.model_fields_set
+        assert ours.model_dump_json() == theirs.model_dump_json()
+    with pytest.raises(ValidationError):
+        new_milestone({"at": "not a time", "what": "x"})  # validated alike

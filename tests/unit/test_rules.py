@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, TicketState, decide
-from ticketbridge.rules.model import ADMIN_EVENTS
+from ticketbridge.rules.model import ADMIN_EVENTS, TimerKind
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # What a helpdesk webhook can report (admin requests need a known ticket: test_aftercare.py).
@@ -201,3 +202,13 @@ def test_decide_is_deterministic_and_medium_low_never_page(
         again = decide(state, ev, now=NOW, policy=policy)
         assert again.effects == ()
         assert again.state == state
+
+
+@pytest.mark.parametrize("enum", [Priority, Status, EventKind, TimerKind])
+def test_the_rules_enums_read_their_values_as_enum_does(enum: type[StrEnum]) -> None:
+    """Their ``value`` is a plain attribute read (see ``model._StrEnum``), the same as Enum's."""
+    enums_own = Enum.__dict__["value"]
+    for member in enum:
+        assert type(member.value) is str
+        assert member.value == enums_own.__get__(member, enum) == str(member)
+        assert enum(member.value) is member

@@ -11,7 +11,14 @@ from datetime import datetime
 
 from ticketbridge.rules.durations import format_duration
 from ticketbridge.rules.effects import key_of, note, title_of
-from ticketbridge.rules.model import Effect, Milestone, Status, StatusPageState, TicketState
+from ticketbridge.rules.model import (
+    Effect,
+    Milestone,
+    Status,
+    StatusPageState,
+    TicketState,
+    new_milestone,
+)
 from ticketbridge.rules.policy import PRIORITY_PLACEHOLDER, Policy
 
 GITHUB = "github"
@@ -44,7 +51,7 @@ def _appended(history: tuple[Milestone, ...], at: datetime, what: str) -> tuple[
             break
         if earlier.what == what:
             return history  # the same event applied twice records it once
-    entry = Milestone(at=at, what=what)
+    entry = new_milestone({"at": at, "what": what})
     if len(history) >= MAX_HISTORY:
         history = history[: MAX_HISTORY - 1]
     return (*history, entry)

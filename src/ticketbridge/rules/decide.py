@@ -23,6 +23,8 @@ from ticketbridge.rules.model import (
     Status,
     TicketEvent,
     TicketState,
+    new_decision,
+    new_ticket,
 )
 from ticketbridge.rules.policy import Policy
 from ticketbridge.rules.timers import plan_timers, timer_changes
@@ -66,7 +68,7 @@ def _open(event: TicketEvent, at: datetime, seen: datetime, policy: Policy) -> T
         "pending_since": at if event.status is PENDING else None,
     }
     fields.update(_commitments(None, event, at, policy))
-    return TicketState.model_validate(fields)
+    return new_ticket(fields)
 
 
 def _apply(
@@ -127,19 +129,23 @@ def decide(
     seen = event.occurred_at or now
     occurred = min(seen, now)
     if state is not None and event.own_echo:
-        return Decision(state=state, notes=("ticketbridge's own note echoed back: ignored",))
+        return new_decision(
+            {"state": state, "notes": ("ticketbridge's own note echoed back: ignored",)}
+        )
     if (
         state is not None
         and event.occurred_at is not None
         and event.occurred_at < state.last_event_at
     ):
-        return Decision(
-            state=state,
-            stale=True,
-            notes=(
-                f"stale event ignored: it happened at {event.occurred_at.isoformat()}, "
-                f"before the last applied event at {state.last_event_at.isoformat()}",
-            ),
+        return new_decision(
+            {
+                "state": state,
+                "stale": True,
+                "notes": (
+                    f"stale event ignored: it happened at {event.occurred_at.isoformat()}, "
+                    f"before the last applied event at {state.last_event_at.isoformat()}",
+                ),
+            }
         )
     if state is None and event.kind in ADMIN_EVENTS:
         raise ValueError(f"{event.kind.value} needs a ticket ticketbridge already knows")
@@ -189,11 +195,13 @@ def decide(
     current, more = _aftercare(before, current, event, occurred, policy)
     effects.extend(more)
     old_plan = plan_timers(before, policy) if before is not None else None
-    return Decision(
-        state=current,
-        effects=tuple(effects),
-        timers=timer_changes(old_plan, plan_timers(current, policy)),
-        notes=tuple(notes),
+    return new_decision(
+        {
+            "state": current,
+            "effects": tuple(effects),
+            "timers": timer_changes(old_plan, plan_timers(current, policy)),
+            "notes": tuple(notes),
+        }
     )
 
 

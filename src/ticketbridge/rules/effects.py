@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from datetime import datetime
 
-from ticketbridge.rules.model import Effect, TicketState
+from ticketbridge.rules.model import Effect, TicketState, new_effect
 
 VICTOROPS = "victorops"
 BRIDGE = "victorops_bridge"
@@ -41,12 +41,14 @@ def _alert(
     }
     if now is not None:
         payload["state_start_time"] = int(now.timestamp())
-    return Effect(
-        target=VICTOROPS,
-        kind=kind,
-        key=key_of(VICTOROPS, state, kind, generation),
-        reason=reason,
-        payload=payload,
+    return new_effect(
+        {
+            "target": VICTOROPS,
+            "kind": kind,
+            "key": key_of(VICTOROPS, state, kind, generation),
+            "reason": reason,
+            "payload": payload,
+        }
     )
 
 
@@ -86,16 +88,18 @@ def victorops_info(state: TicketState, name: str, text: str, reason: str) -> Eff
 def note(state: TicketState, name: str, text: str, reason: str, *, kind: str = "note") -> Effect:
     """A private note on the ticket, marked so its webhook echo is recognised. ``kind`` other
     than ``note`` is a note about a resolved ticket (no re-read holds it back)."""
-    return Effect(
-        target=state.source,
-        kind=kind,
-        key=key_of(state.source, state, "note", name),
-        reason=reason,
-        payload={
-            "action": "note",
-            "ticket_id": state.ticket_id,
-            "body": f"<p>{NOTE_MARKER} {html.escape(text)}</p>",
-        },
+    return new_effect(
+        {
+            "target": state.source,
+            "kind": kind,
+            "key": key_of(state.source, state, "note", name),
+            "reason": reason,
+            "payload": {
+                "action": "note",
+                "ticket_id": state.ticket_id,
+                "body": f"<p>{NOTE_MARKER} {html.escape(text)}</p>",
+            },
+        }
     )
 
 
@@ -108,39 +112,45 @@ def bridge(state: TicketState, reason: str) -> Effect:
         "is open for Tier Two ($details).",
         reason,
     )
-    return Effect(
-        target=BRIDGE,
-        kind="bridge",
-        key=key_of(BRIDGE, state, "bridge", 1),
-        reason=reason,
-        payload={
-            "summary": f"Tier Two bridge: {title_of(state)}",
-            "details": f"{reason}. Ticket {state.url}".strip(),
-            "entity_id": f"{state.entity_id}/bridge",
-            "ticket_url": state.url,
-            "then": [follow_up.model_dump(mode="json")],
-        },
+    return new_effect(
+        {
+            "target": BRIDGE,
+            "kind": "bridge",
+            "key": key_of(BRIDGE, state, "bridge", 1),
+            "reason": reason,
+            "payload": {
+                "summary": f"Tier Two bridge: {title_of(state)}",
+                "details": f"{reason}. Ticket {state.url}".strip(),
+                "entity_id": f"{state.entity_id}/bridge",
+                "ticket_url": state.url,
+                "then": [follow_up.model_dump(mode="json")],
+            },
+        }
     )
 
 
 def reassign(state: TicketState, group: str, reason: str) -> Effect:
     """Unassign the agent and hand the ticket to ``group``, in one helpdesk update."""
-    return Effect(
-        target=state.source,
-        kind="reassign",
-        key=key_of(state.source, state, "reassign", 1),
-        reason=reason,
-        payload={"action": "reassign", "ticket_id": state.ticket_id, "group": group},
+    return new_effect(
+        {
+            "target": state.source,
+            "kind": "reassign",
+            "key": key_of(state.source, state, "reassign", 1),
+            "reason": reason,
+            "payload": {"action": "reassign", "ticket_id": state.ticket_id, "group": group},
+        }
     )
 
 
 def close_ticket(state: TicketState, reason: str) -> Effect:
     """Close the ticket in the helpdesk (once per Pending period)."""
     since = int(state.pending_since.timestamp()) if state.pending_since else 0
-    return Effect(
-        target=state.source,
-        kind="close",
-        key=key_of(state.source, state, "close", since),
-        reason=reason,
-        payload={"action": "close", "ticket_id": state.ticket_id},
+    return new_effect(
+        {
+            "target": state.source,
+            "kind": "close",
+            "key": key_of(state.source, state, "close", since),
+            "reason": reason,
+            "payload": {"action": "close", "ticket_id": state.ticket_id},
+        }
     )

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Priority(StrEnum):
+class _StrEnum(StrEnum):
+    """A StrEnum whose members' ``value`` is read without a Python frame: Enum's own is a
+    Python-level property, and pydantic's JSON serialiser reads it for every enum field it
+    writes (five for a webhook's event and ticket), the service for every timer change."""
+
+    if not TYPE_CHECKING:  # for type checkers, the value is Enum's (whose type they know)
+        value = property(attrgetter("_value_"))
+
+
+class Priority(_StrEnum):
     URGENT = "urgent"
     HIGH = "high"
     MEDIUM = "medium"
@@ -24,7 +34,7 @@ class Priority(StrEnum):
         self.label = value.capitalize()
 
 
-class Status(StrEnum):
+class Status(_StrEnum):
     """Canonical status; helpdesk-specific labels (custom statuses) are kept beside it."""
 
     OPEN = "open"
@@ -39,7 +49,7 @@ class Status(StrEnum):
         self.is_active = value in ("open", "pending")  # an attribute, as Priority.label
 
 
-class EventKind(StrEnum):
+class EventKind(_StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     PRIORITY_CHANGED = "priority_changed"
@@ -169,7 +179,7 @@ class Effect(_Frozen):
     reason: str
 
 
-class TimerKind(StrEnum):
+class TimerKind(_StrEnum):
     TIER_ONE = "tier_one"
     ENGAGEMENT = "engagement"
     CUSTOMER_UPDATE = "customer_update"
@@ -193,3 +203,23 @@ class Decision(_Frozen):
     timers: tuple[TimerChange, ...] = ()
     notes: tuple[str, ...] = ()
     stale: bool = False
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def constructor(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
+    """``cls(**values)`` as a function of ``values``, validated alike: pydantic-core's
+    validator called directly. ``BaseModel.__init__``'s Python frame and keyword packing are a
+    quarter of building a small model (a Milestone: 10.1k instructions, 7.5k this way), and
+    decide() builds seven models for a new ticket."""
+    validate: Callable[[dict[str, Any]], _M] = cls.__pydantic_validator__.validate_python
+    return validate
+
+
+# The constructors of the models the rules build per event (see ``constructor``).
+new_ticket = constructor(TicketState)
+new_milestone = constructor(Milestone)
+new_effect = constructor(Effect)
+new_timer_change = constructor(TimerChange)
+new_decision = constructor(Decision)

@@ -18,6 +18,8 @@ from ticketbridge.rules.model import (
     TicketState,
     TimerChange,
     TimerKind,
+    new_decision,
+    new_timer_change,
 )
 from ticketbridge.rules.policy import ALL_DAYS, CalendarSpec, Policy
 
@@ -164,7 +166,7 @@ def timer_changes(before: Plan | None, after: Plan) -> tuple[TimerChange, ...]:
         if before is None and due is None:
             continue
         if old != due:
-            changes.append(TimerChange(kind=kind, due=due, rule=rule))
+            changes.append(new_timer_change({"kind": kind, "due": due, "rule": rule}))
     return tuple(changes)
 
 
@@ -201,16 +203,20 @@ def complete_timer(firing: Firing, *, now: datetime) -> Decision:
     kind, planned = firing.kind, firing.planned
     if planned is None or planned > now:
         why = "no longer needed" if planned is None else f"moved to {planned.isoformat()}"
-        return Decision(
-            state=firing.state,
-            timers=timer_changes({kind: (firing.due, "")}, {kind: (planned, firing.rule)}),
-            notes=(f"{kind.value} timer due {firing.due.isoformat()} {why}: nothing to do",),
+        return new_decision(
+            {
+                "state": firing.state,
+                "timers": timer_changes({kind: (firing.due, "")}, {kind: (planned, firing.rule)}),
+                "notes": (f"{kind.value} timer due {firing.due.isoformat()} {why}: nothing to do",),
+            }
         )
-    return Decision(
-        state=fired_state(firing.acted, firing.record, now),
-        effects=firing.effects,
-        timers=firing.timers,
-        notes=(fired_note(kind, firing.rule, planned, now),),
+    return new_decision(
+        {
+            "state": fired_state(firing.acted, firing.record, now),
+            "effects": firing.effects,
+            "timers": firing.timers,
+            "notes": (fired_note(kind, firing.rule, planned, now),),
+        }
     )
 
 
