@@ -45,8 +45,8 @@ class DirectApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = self.context
-        if context is not None and scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = context.direct.get(scope["path"])
+        if context is not None:
+            endpoint = context.endpoint_for(scope)
             if endpoint is not None:
                 scope["app"] = self
                 await context.serve_direct(endpoint, scope, receive, send)
@@ -78,16 +78,17 @@ class RequestContext:
         self.direct = dict(direct or {})
         self._routes = {path: DirectRoute(path) for path in self.direct}
 
-    def serves(self, scope: Scope) -> bool:
-        """Whether this request takes the direct path."""
-        return (
-            scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.direct
-        )
+    def endpoint_for(self, scope: Scope) -> Endpoint | None:
+        """The endpoint serving this request on the direct path, if it takes it (a POST to
+        one of ``direct``'s paths)."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        return self.direct.get(scope["path"])
 
     async def serve_direct(
         self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        """Serve a direct request (``serves``): what ``__call__`` does for any request, with
+        """Serve a direct request (``endpoint_for``): what ``__call__`` does for any request, with
         ``endpoint`` in place of the app. Outside the app's error middleware (see
         ``DirectApp``), so an unexpected error is logged and answered 500 here."""
         request_id = _request_id(scope)
@@ -121,7 +122,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        endpoint = self.direct.get(scope["path"]) if scope["method"] == "POST" else None
+        endpoint = self.endpoint_for(scope)
         if endpoint is not None:
             await self.serve_direct(endpoint, scope, receive, send)
             return
