@@ -27,6 +27,7 @@ from starlette.types import Scope
 
 from ticketbridge.adapters.store.sql import OutboxStats
 from ticketbridge.app.clock import Clock
+from ticketbridge.app.deps import from_state
 
 log = structlog.get_logger("ticketbridge.metrics")
 
@@ -198,7 +199,5 @@ class Metrics:
 
 def metrics_of(app: Any) -> Metrics:
     """The metrics of the app serving a request."""
-    # ``app.state.metrics``, without State's failed lookup first (see ``deps.from_state``).
-    state = app.state
-    metrics: Metrics = state._state.get("metrics") or state.metrics
+    metrics: Metrics = from_state(app, "metrics")
     return metrics
