@@ -20,6 +20,7 @@ SLOW_BODIES = 400
 IDLE_CONNECTIONS = 500
 BODY_BYTES = 1024 * 1024
 HUGE_HEADER = 1024 * 1024
+FITTING_HEADER = 15 * 1024  # under the default cap of 16 KiB, with the request line
 RSS_LIMIT_MB = 50
 
 
@@ -92,6 +93,8 @@ async def attack(
     writers = await asyncio.gather(*(hold_slow_body(port, body) for _ in range(SLOW_BODIES)))
     huge = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * HUGE_HEADER
     header_status = await status_of(port, huge + b"\r\n\r\n", timeout=10)
+    fitting = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * FITTING_HEADER
+    assert await status_of(port, fitting + b"\r\n\r\n", timeout=10) == 200
     await asyncio.sleep(1.0)  # the server has read what it will read
     health_status = await status_of(port, HEALTHZ, timeout=5)
     stop.set()
