@@ -54,6 +54,7 @@ def serve(
     """Run the service (migrates the store on start unless told not to)."""
     import uvicorn
 
+    from ticketbridge.app.http_limits import HttpLimits, protocol_class
     from ticketbridge.app.logging import configure_logging
     from ticketbridge.app.main import create_app
     from ticketbridge.app.settings import Settings
@@ -73,10 +74,19 @@ def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    limits = settings.http
     uvicorn.run(
         app,
         host=host,
         port=port,
+        http=protocol_class(
+            HttpLimits(
+                max_header_bytes=limits.max_header_bytes,
+                header_timeout=limits.header_timeout_seconds,
+                body_timeout=limits.body_timeout_seconds,
+                max_connections=limits.max_connections,
+            )
+        ),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=15,

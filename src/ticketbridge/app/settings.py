@@ -136,6 +136,31 @@ class DispatchSettings(BaseModel):
     http_timeout: float = Field(default=10.0, gt=0)
 
 
+class HttpSettings(BaseModel):
+    """What ``ticketbridge serve`` allows a client before it has proven anything."""
+
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="A request's head (request line and headers) above this is refused 431.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="From connection (or request) start to the head's end."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="From the head's end to the body's end."
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="Connections above it are answered 503 and closed."
+    )
+    unverified_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of signed webhooks' bodies held before their signature is checked, "
+        "over all requests; a body that would exceed it is answered 503.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything ticketbridge reads from its environment."""
 
@@ -181,6 +206,7 @@ class Settings(BaseSettings):
     statuspage: StatusPageSettings = Field(default_factory=StatusPageSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -16,6 +17,7 @@ from ticketbridge.adapters.inbound import freshdesk, generic, signatures, zendes
 from ticketbridge.adapters.inbound.auth import check_shared_secret
 from ticketbridge.adapters.inbound.errors import InboundError
 from ticketbridge.adapters.store.sql import StoreUnavailable
+from ticketbridge.app.body_budget import BodyBudget
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.deps import from_state, services_of
 from ticketbridge.app.metrics import metrics_of
@@ -33,6 +35,17 @@ class PayloadTooLarge(InboundError):
 
 class UnsupportedMediaType(InboundError):
     status = 415
+
+
+class BodyBudgetFull(InboundError):
+    """Unverified bodies in flight already hold the process's budget (see ``BodyBudget``)."""
+
+    status = 503
+
+
+# Answered before the body was read to its end: the connection is closed after the answer
+# rather than kept for a body nobody will read.
+_UNREAD_BODY = (PayloadTooLarge, BodyBudgetFull)
 
 
 # Reused: ``json.dumps`` with these options builds an encoder per call.
@@ -61,18 +74,22 @@ class Answer(JSONResponse):
 
 
 def error_response(exc: InboundError, *, basic: bool = True) -> JSONResponse:
-    challenge = basic and exc.status == 401
-    headers = {"WWW-Authenticate": 'Basic realm="ticketbridge"'} if challenge else None
+    headers: dict[str, str] = {}
+    if basic and exc.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="ticketbridge"'
+    if isinstance(exc, _UNREAD_BODY):
+        headers["Connection"] = "close"
+    if isinstance(exc, BodyBudgetFull):
+        headers["Retry-After"] = "1"
     return Answer({"error": exc.message}, status_code=exc.status, headers=headers)
 
 
-async def read_capped_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes by header and while streaming."""
-    return await _read_body(request.receive, request.headers.get("content-length"), limit)
-
-
-async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """``read_capped_body`` with the Content-Length header's value, ``declared``, given."""
+async def _read_body(
+    receive: Receive, declared: str | None, limit: int, budget: BodyBudget | None = None
+) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes by the Content-Length header's value
+    (``declared``) and while streaming; with a ``budget``, every byte read is taken from it
+    (given back here on failure, else by the caller)."""
     if declared is not None:
         if not declared.isdigit():
             raise InboundError("invalid Content-Length header")
@@ -81,17 +98,48 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
     # The ASGI messages read directly, as ``Request.stream`` would (without its generator).
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # http.disconnect
-            raise InboundError("client disconnected before the body was complete")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body larger than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # http.disconnect
+                raise InboundError("client disconnected before the body was complete")
+            chunk = message.get("body", b"")
+            if size + len(chunk) > limit:
+                raise PayloadTooLarge(f"body larger than {limit} bytes")
+            if budget is not None and not budget.take(len(chunk)):
+                raise BodyBudgetFull("too many unverified bodies in flight, retry later")
+            size += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except BaseException:
+        if budget is not None:
+            budget.give(size)
+        raise
+
+
+def _budget_of(request: Request, limit: int) -> BodyBudget:
+    """The app's budget of unverified body bytes, made on first use."""
+    state = request.app.state._state
+    budget: BodyBudget | None = state.get("body_budget")
+    if budget is None:
+        budget = state["body_budget"] = BodyBudget(limit)
+    return budget
+
+
+@contextlib.asynccontextmanager
+async def _unverified_body(request: Request, services: Services) -> AsyncIterator[bytes]:
+    """The body of a request whose signature covers it, held within the app's budget of
+    unverified bytes until the block (which checks the signature) ends."""
+    settings = services.settings
+    budget = _budget_of(request, settings.http.unverified_body_bytes)
+    raw = await _read_body(
+        request.receive, request.headers.get("content-length"), settings.max_body_bytes, budget
+    )
+    try:
+        yield raw
+    finally:
+        budget.give(len(raw))
 
 
 def require_json(request: Request) -> None:
@@ -217,14 +265,14 @@ async def zendesk_webhook(request: Request) -> JSONResponse:
     secrets = [s.get_secret_value().encode() for s in services.settings.zendesk.webhook_secrets]
     headers = request.headers
     try:
-        raw = await read_capped_body(request, services.settings.max_body_bytes)
-        signatures.verify_zendesk(
-            body=raw,
-            signature=headers.get("x-zendesk-webhook-signature"),
-            timestamp=headers.get("x-zendesk-webhook-signature-timestamp"),
-            secrets=secrets,
-            now=services.clock.now(),
-        )
+        async with _unverified_body(request, services) as raw:
+            signatures.verify_zendesk(
+                body=raw,
+                signature=headers.get("x-zendesk-webhook-signature"),
+                timestamp=headers.get("x-zendesk-webhook-signature-timestamp"),
+                secrets=secrets,
+                now=services.clock.now(),
+            )
         require_json(request)
         event, dedup_key = zendesk.parse_webhook(
             raw, headers.get("x-zendesk-webhook-invocation-id")
@@ -250,15 +298,15 @@ async def generic_webhook(request: Request) -> JSONResponse:
     ]
     headers = request.headers
     try:
-        raw = await read_capped_body(request, services.settings.max_body_bytes)
-        signatures.verify_standard(
-            body=raw,
-            msg_id=headers.get("webhook-id"),
-            timestamp=headers.get("webhook-timestamp"),
-            signature=headers.get("webhook-signature"),
-            keys=keys,
-            now=services.clock.now(),
-        )
+        async with _unverified_body(request, services) as raw:
+            signatures.verify_standard(
+                body=raw,
+                msg_id=headers.get("webhook-id"),
+                timestamp=headers.get("webhook-timestamp"),
+                signature=headers.get("webhook-signature"),
+                keys=keys,
+                now=services.clock.now(),
+            )
         require_json(request)
         event, dedup_key = generic.parse_webhook(raw, headers.get("webhook-id"))
     except InboundError as exc:
