@@ -345,8 +345,9 @@ def test_the_repository_fixtures_replay_and_a_wrong_secret_fails_the_run(
     assert abs(opened - datetime.now(UTC)) < timedelta(minutes=5)
     assert ticket(proc, "zendesk", "8123")["state"]["priority"] == "high"
 
-    # Again, with a wrong Freshdesk secret: Zendesk's redelivery is a duplicate (200, by its
-    # invocation id), Freshdesk's are refused, and the run fails. No secret is printed.
+    # Again, with a wrong Freshdesk secret: Freshdesk's are refused and the run fails. Zendesk's
+    # is signed anew with its update time moved to now: a new delivery (its unsigned invocation
+    # id is no dedup key), taken with no new effect. No secret is printed.
     wrong = "wrong-secret-XYZZY"
     again = run_replay(
         tmp_path,
@@ -360,9 +361,9 @@ def test_the_repository_fixtures_replay_and_a_wrong_secret_fails_the_run(
     )
     assert again.returncode == 1
     lines = again.stdout.splitlines()
-    assert [line.split()[2] for line in lines[:3]] == ["401", "200", "401"]
-    assert "duplicate" in lines[1]
-    assert lines[3] == "3 sent, 1 answered 2xx, 2 not (200: 1, 401: 2)"
+    assert [line.split()[2] for line in lines[:3]] == ["401", "202", "401"]
+    assert "effects=0" in lines[1]
+    assert lines[3] == "3 sent, 1 answered 2xx, 2 not (202: 1, 401: 2)"
     for secret in (*ALL_SECRETS, wrong):
         assert secret not in again.stdout + again.stderr
 

@@ -1,12 +1,12 @@
 """RELIABILITY item 22 for the signed sources' body parsers: for any input, only their own errors.
 
 ``zendesk.parse_webhook`` and ``generic.parse_webhook`` get the bytes the signature covered and
-a delivery-id header; whatever those hold, they return an event or raise an ``InboundError``
-(the route answers it 400/422), never anything else (a 500). An event they return must be one
-the rules can decide as a new ticket: a 9999-12-31 update time parsed, then overflowed in the
-rules' timer arithmetic (a 500 on all three routes, Freshdesk's too: the same field reader).
-The Freshdesk parser's other inputs and the verifiers have theirs in ``test_freshdesk_inbound.py``
-and ``test_signatures.py``.
+the signed headers (delivery id, timestamp); whatever those hold, they return an event or raise
+an ``InboundError`` (400/422, 401 for a timestamp), never anything else (a 500). An event they
+return must be one the rules can decide as a new ticket: a 9999-12-31 update time parsed, then
+overflowed in the rules' timer arithmetic (a 500 on all three routes, Freshdesk's too: the same
+field reader). The Freshdesk parser's other inputs and the verifiers have theirs in
+``test_freshdesk_inbound.py`` and ``test_signatures.py``.
 
 Three levels of input: any bytes (mostly not JSON), any JSON document, and valid bodies with a
 few fields changed to values of every JSON type, near-miss strings or any instant, or dropped,
@@ -34,10 +34,22 @@ POLICY = load_policy(None)
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 Parser = Callable[[bytes, str | None], tuple[TicketEvent, str]]
-PARSERS: dict[str, Parser] = {"zendesk": zendesk.parse_webhook, "generic": generic.parse_webhook}
+# The signed headers a route passes its parser besides the body: (delivery id, timestamp).
+Headers = tuple[str | None, str | None]
+PARSERS: dict[str, Callable[[bytes, Headers], tuple[TicketEvent, str]]] = {
+    "zendesk": lambda raw, headers: zendesk.parse_webhook(raw, headers[1]),
+    "generic": lambda raw, headers: generic.parse_webhook(raw, headers[0], signed_at=headers[1]),
+}
 
-# Header values arrive as str (latin-1 decoded), may be absent, empty, long or odd.
-delivery_ids = st.one_of(st.none(), st.text(max_size=80))
+# Header values arrive as str (latin-1 decoded), may be absent, empty, long or odd; the route
+# verified them, but the parser must not fail otherwise than with its own errors whatever
+# they hold (a timestamp it cannot read is 401, as the verifier answers it).
+delivery_ids = st.tuples(
+    st.none() | st.text(max_size=80),
+    st.none()
+    | st.sampled_from(["2026-11-26T12:00:00Z", "2026-11-26T12:00:00+01:00", "1795694400"])
+    | st.text(max_size=40),
+)
 
 json_values = st.recursive(
     st.none()
@@ -126,7 +138,7 @@ zendesk_documents = near_miss(ZENDESK_VALID, "ticket_updated_at").flatmap(
 DOCUMENTS = {"zendesk": zendesk_documents, "generic": near_miss(GENERIC_VALID, "updated_at")}
 
 
-def parse_or_refuse(source: str, raw: bytes, delivery_id: str | None) -> None:
+def parse_or_refuse(source: str, raw: bytes, delivery_id: Headers) -> None:
     """Parse; a refusal must be an InboundError (400/422), an event one the rules can decide
     (a new ticket: its timers are planned from the event's timestamp)."""
     try:
@@ -140,11 +152,12 @@ def parse_or_refuse(source: str, raw: bytes, delivery_id: str | None) -> None:
         assert 0 < len(key) <= 128
         assert PARSERS[source](raw, delivery_id) == (parsed, key)  # deterministic
         if source == "zendesk":
+            assert parsed.ticket_id.isascii()
             assert parsed.ticket_id.isdigit()
         else:
             assert parsed.source not in generic.RESERVED_SOURCES
         decide(None, parsed, now=NOW, policy=POLICY)  # what is accepted, the rules can take
-    assert refused in (None, 400, 422)
+    assert refused in (None, 400, 422) or (refused == 401 and delivery_id[1] is not None)
     event(f"refused {refused}" if refused else "parsed")  # see --hypothesis-show-statistics
 
 
@@ -154,21 +167,19 @@ def parse_or_refuse(source: str, raw: bytes, delivery_id: str | None) -> None:
 def test_the_valid_bodies_the_near_misses_start_from_parse(
     source: str, valid: dict[str, Any]
 ) -> None:
-    PARSERS[source](json.dumps(valid).encode(), None)
+    PARSERS[source](json.dumps(valid).encode(), (None, None))
 
 
 @pytest.mark.parametrize("source", list(PARSERS))
 @given(raw=st.binary(max_size=400), delivery_id=delivery_ids)
-def test_any_bytes_raise_only_inbound_errors(
-    source: str, raw: bytes, delivery_id: str | None
-) -> None:
+def test_any_bytes_raise_only_inbound_errors(source: str, raw: bytes, delivery_id: Headers) -> None:
     parse_or_refuse(source, raw, delivery_id)
 
 
 @pytest.mark.parametrize("source", list(PARSERS))
 @given(document=json_values, delivery_id=delivery_ids)
 def test_any_json_raises_only_inbound_errors(
-    source: str, document: Any, delivery_id: str | None
+    source: str, document: Any, delivery_id: Headers
 ) -> None:
     parse_or_refuse(source, json.dumps(document).encode(), delivery_id)
 
@@ -176,7 +187,7 @@ def test_any_json_raises_only_inbound_errors(
 @pytest.mark.parametrize("source", list(PARSERS))
 @given(data=st.data(), delivery_id=delivery_ids)
 def test_near_miss_bodies_raise_only_inbound_errors(
-    source: str, data: st.DataObject, delivery_id: str | None
+    source: str, data: st.DataObject, delivery_id: Headers
 ) -> None:
     document = data.draw(DOCUMENTS[source])
     # ensure_ascii=False: the body as a sender writes it, unpaired surrogates and all.

@@ -44,6 +44,21 @@ def text(obj: dict[str, Any], name: str, *, prefix: str, required: bool) -> str:
     return result
 
 
+def ascii_digits(value: str) -> bool:
+    """True for one or more of the digits 0-9 and nothing else."""
+    # str.isdigit() alone also takes "²", "①" and "١٢٣" (int() reads the last as 123): no
+    # helpdesk writes an id so, and reading one as a number would renumber a ticket.
+    return value.isascii() and value.isdigit()
+
+
+def ticket_number(obj: dict[str, Any], name: str, *, prefix: str) -> str:
+    """A required ticket number as a helpdesk writes it (up to 20 ASCII digits), normalized."""
+    value = text(obj, name, prefix=prefix, required=True)
+    if not ascii_digits(value) or len(value) > 20:
+        raise MissingField(_field(prefix, name), "must be a ticket number (digits 0-9)")
+    return str(int(value))
+
+
 def timestamp(obj: dict[str, Any], name: str, *, prefix: str) -> datetime | None:
     """An optional ISO-8601 timestamp (no zone: UTC) from 2000 to 2099.
 
@@ -70,6 +85,12 @@ def timestamp(obj: dict[str, Any], name: str, *, prefix: str) -> datetime | None
 def delivery_key(kind: str, delivery_id: str) -> str:
     """A dedup key from a sender's per-delivery id (hashed: any length, any bytes fit)."""
     return f"{kind}:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def signed_key(kind: str, signed_at: str, raw: bytes) -> str:
+    """A dedup key from a signed timestamp and the raw body it was signed with."""
+    digest = hashlib.sha256(signed_at.encode("ascii", "surrogateescape") + b"\n" + raw)
+    return f"{kind}:{digest.hexdigest()}"
 
 
 def flag(obj: dict[str, Any], name: str, *, prefix: str) -> bool | None:

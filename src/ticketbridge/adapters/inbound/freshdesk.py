@@ -222,10 +222,7 @@ def dedup_key(inner: dict[str, Any]) -> str:
 def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
     """Parse a Freshdesk webhook body into ``(event, dedup_key)``."""
     inner = unwrap(load_json(raw))
-    ticket_id = fields.text(inner, "ticket_id", prefix=WRAPPER, required=True)
-    if not ticket_id.isdigit() or len(ticket_id) > 20:
-        raise MissingField(f"{WRAPPER}.ticket_id", "must be a ticket number")
-    ticket_id = str(int(ticket_id))
+    ticket_id = fields.ticket_number(inner, "ticket_id", prefix=WRAPPER)
 
     priority_label = fields.text(inner, "ticket_priority", prefix=WRAPPER, required=True)
     priority = PRIORITY_LABELS.get(priority_label.lower())
@@ -238,7 +235,7 @@ def parse_webhook(raw: bytes) -> tuple[TicketEvent, str]:
     status_label = fields.text(inner, "ticket_status", prefix=WRAPPER, required=True)
     # Custom statuses (6+, e.g. "Waiting on Customer") keep their label and count as open.
     status = STATUS_LABELS.get(status_label.lower(), Status.OPEN)
-    if status_label.isdigit():
+    if fields.ascii_digits(status_label):
         status_label = status.value.capitalize() if status_label in STATUS_LABELS else status_label
 
     trigger_text = fields.text(inner, "triggered_event", prefix=WRAPPER, required=False)

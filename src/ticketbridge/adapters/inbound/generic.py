@@ -1,7 +1,8 @@
 """The canonical ticket body for any sender that signs with Standard Webhooks.
 
 Sans I/O: raw bytes (already verified by the route, see ``signatures.verify_standard``) and
-the ``webhook-id`` header in, ``(TicketEvent, dedup_key)`` out, or an ``InboundError``::
+the ``webhook-id`` and ``webhook-timestamp`` headers in, ``(TicketEvent, dedup_key)`` out, or
+an ``InboundError``::
 
     {"source": "acme-desk", "ticket_id": "T-1001", "priority": "urgent", "status": "open",
      "status_label": "Waiting on vendor", "event": "created", "domain": "acme",
@@ -17,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ticketbridge.adapters.inbound import fields
+from ticketbridge.adapters.inbound import fields, signatures
 from ticketbridge.adapters.inbound.errors import MissingField
 from ticketbridge.adapters.inbound.freshdesk import dedup_key as body_hash
 from ticketbridge.adapters.inbound.freshdesk import load_json
@@ -31,7 +32,17 @@ RESERVED_SOURCES = frozenset({"freshdesk", "zendesk", "generic", "victorops", "v
 EVENTS = {kind.value: kind for kind in EventKind if kind is not EventKind.NOTE_ADDED}
 
 
-def parse_webhook(raw: bytes, webhook_id: str | None = None) -> tuple[TicketEvent, str]:
+def parse_webhook(
+    raw: bytes, webhook_id: str | None = None, *, signed_at: str | None = None
+) -> tuple[TicketEvent, str]:
+    """Parse a canonical body into ``(event, dedup_key)``.
+
+    ``webhook_id`` and ``signed_at`` are the ``webhook-id`` and ``webhook-timestamp`` the route
+    verified: both are signed, so the id is the dedup key (a replay under a fresh id fails the
+    signature), and without ``updated_at`` in the body the signed time is the event's time,
+    which the rules' stale check compares with the ticket's.
+    """
+    signed = None if signed_at is None else signatures.standard_time(signed_at)
     document = load_json(raw)
     if not isinstance(document, dict):
         raise MissingField("body", "must be a JSON object")
@@ -77,7 +88,7 @@ def parse_webhook(raw: bytes, webhook_id: str | None = None) -> tuple[TicketEven
         domain=text("domain")[:100],
         url=text("url")[:2000],
         subject=text("subject")[:500],
-        occurred_at=fields.timestamp(body, "updated_at", prefix=""),
+        occurred_at=fields.timestamp(body, "updated_at", prefix="") or signed,
         agent_assigned=assigned,
         tags=fields.names(body, "tags", prefix=""),
         system_wide=fields.flag(body, "system_wide", prefix=""),

@@ -12,7 +12,9 @@ Common rules:
   constant time (``hmac.compare_digest``), so timing does not tell which matched;
 - an empty secret never verifies;
 - replay protection: the signed timestamp must be within ``tolerance`` seconds of ``now``,
-  both ways (clock skew); a replay inside the window is caught by the route's dedup key.
+  both ways (clock skew); a replay inside the window is caught by the parser's dedup key,
+  built only from what the signature covers (``zendesk.parse_webhook``,
+  ``generic.parse_webhook``), and by the rules' stale check on the signed time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from ticketbridge.adapters.inbound.errors import Unauthorized
+from ticketbridge.adapters.inbound.fields import ascii_digits
 
 TOLERANCE_SECONDS = 300
 MAX_HEADER = 8192  # any real signature header is far shorter
@@ -36,7 +39,7 @@ def _ascii(value: str | None) -> str:
     """The header value if present, short and printable ASCII; else Unauthorized."""
     if value is None or len(value) > MAX_HEADER:
         raise Unauthorized()
-    value = value.strip()
+    value = value.strip(" \t")  # HTTP's optional whitespace only
     if not value or not value.isascii() or not value.isprintable():
         raise Unauthorized()
     return value
@@ -79,6 +82,33 @@ def zendesk_signature(secret: bytes, timestamp: str, body: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def zendesk_time(timestamp: str | None) -> datetime:
+    """The instant an ``X-Zendesk-Webhook-Signature-Timestamp`` names; else Unauthorized."""
+    signed_ts = _ascii(timestamp)
+    try:
+        when = datetime.fromisoformat(signed_ts.replace("Z", "+00:00"))
+    except ValueError:
+        raise Unauthorized() from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        when.timestamp()
+    except (OverflowError, OSError, ValueError):
+        raise Unauthorized() from None
+    return when
+
+
+def standard_time(timestamp: str | None) -> datetime:
+    """The instant a ``webhook-timestamp`` (unix seconds) names; else Unauthorized."""
+    signed_ts = _ascii(timestamp)
+    if not ascii_digits(signed_ts) or len(signed_ts) > 12:
+        raise Unauthorized()
+    try:
+        return datetime.fromtimestamp(int(signed_ts), UTC)
+    except (OverflowError, OSError, ValueError):
+        raise Unauthorized() from None
+
+
 def verify_zendesk(
     *,
     body: bytes,
@@ -98,17 +128,7 @@ def verify_zendesk(
     presented = _b64(_ascii(signature))
     if presented is None or len(presented) != hashlib.sha256().digest_size:
         raise Unauthorized()
-    try:
-        when = datetime.fromisoformat(signed_ts.replace("Z", "+00:00"))
-    except ValueError:
-        raise Unauthorized() from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    try:
-        signed_at = when.timestamp()
-    except (OverflowError, OSError, ValueError):
-        raise Unauthorized() from None
-    _within(signed_at, now, tolerance)
+    _within(zendesk_time(signed_ts).timestamp(), now, tolerance)
     if not _matches([presented], secrets, signed_ts.encode("ascii") + body):
         raise Unauthorized()
 
@@ -157,9 +177,7 @@ def verify_standard(
     identifier = _ascii(msg_id)
     signed_ts = _ascii(timestamp)
     header = _ascii(signature)
-    if not signed_ts.isdigit() or len(signed_ts) > 12:
-        raise Unauthorized()
-    _within(int(signed_ts), now, tolerance)
+    _within(standard_time(signed_ts).timestamp(), now, tolerance)
     presented: list[bytes] = []
     for entry in header.split()[:MAX_SIGNATURES]:
         version, sep, encoded = entry.partition(",")

@@ -1,7 +1,7 @@
 """Zendesk trigger webhooks ("Notify webhook" action, JSON body) parsed into rules events.
 
 Sans I/O: takes the raw bytes (already signature-checked by the route, see ``signatures``)
-and the per-invocation id header, returns ``(TicketEvent, dedup_key)`` or raises an
+and the signed timestamp header, returns ``(TicketEvent, dedup_key)`` or raises an
 ``InboundError``. The trigger's JSON body (README, "Zendesk") is::
 
     {"zendesk_webhook": {
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from ticketbridge.adapters.inbound import fields
+from ticketbridge.adapters.inbound import fields, signatures
 from ticketbridge.adapters.inbound.errors import MissingField
 from ticketbridge.adapters.inbound.freshdesk import dedup_key as body_hash
 from ticketbridge.adapters.inbound.freshdesk import load_json
@@ -88,23 +88,25 @@ def _url_and_domain(url: str) -> tuple[str, str]:
     return url, domain
 
 
-def parse_webhook(raw: bytes, invocation_id: str | None = None) -> tuple[TicketEvent, str]:
+def parse_webhook(raw: bytes, signed_at: str | None = None) -> tuple[TicketEvent, str]:
     """Parse a Zendesk trigger body into ``(event, dedup_key)``.
 
-    The dedup key is the ``X-Zendesk-Webhook-Invocation-Id`` (one per invocation, kept across
-    retries) when sent, else the hash of the ticket object. ``X-Zendesk-Webhook-Id`` is *not*
-    usable: it names the webhook, the same for every delivery.
+    ``signed_at`` is the ``X-Zendesk-Webhook-Signature-Timestamp`` the route verified. The
+    dedup key is made only of what the signature covers, so a captured request sent again is
+    a duplicate whatever its other headers say: ``X-Zendesk-Webhook-Invocation-Id`` is not
+    signed (a replay may carry a fresh one) and ``X-Zendesk-Webhook-Id`` names the webhook,
+    not the delivery; neither is used. Without ``ticket_updated_at`` in the body, the signed
+    time is the event's helpdesk time, which the rules' stale check compares with the
+    ticket's.
     """
+    signed = None if signed_at is None else signatures.zendesk_time(signed_at)
     inner = _unwrap(load_json(raw))
     key = body_hash(inner)  # also refuses unpaired surrogates, as for Freshdesk
 
     def text(name: str, *, required: bool = False) -> str:
         return fields.text(inner, name, prefix=WRAPPER, required=required)
 
-    ticket_id = text("ticket_id", required=True)
-    if not ticket_id.isdigit() or len(ticket_id) > 20:
-        raise MissingField(f"{WRAPPER}.ticket_id", "must be a ticket number")
-    ticket_id = str(int(ticket_id))
+    ticket_id = fields.ticket_number(inner, "ticket_id", prefix=WRAPPER)
 
     priority_label = text("ticket_priority")
     priority = PRIORITY_LABELS.get(priority_label.lower())
@@ -130,6 +132,7 @@ def parse_webhook(raw: bytes, invocation_id: str | None = None) -> tuple[TicketE
     # {{ticket.tags}} renders space-separated.
     tags = fields.names(inner, "ticket_tags", prefix=WRAPPER, separators=" ,")
 
+    updated_at = fields.timestamp(inner, "ticket_updated_at", prefix=WRAPPER)
     event = TicketEvent(
         source=SOURCE,
         ticket_id=ticket_id,
@@ -140,12 +143,15 @@ def parse_webhook(raw: bytes, invocation_id: str | None = None) -> tuple[TicketE
         domain=domain,
         url=url,
         subject=text("ticket_subject")[:500],
-        occurred_at=fields.timestamp(inner, "ticket_updated_at", prefix=WRAPPER),
+        occurred_at=updated_at or signed,
         agent_assigned=assigned,
         tags=tags,
         system_wide=fields.flag(inner, "ticket_system_wide", prefix=WRAPPER),
         components=fields.names(inner, "ticket_components", prefix=WRAPPER) or (),
     )
-    if invocation_id:
-        key = fields.delivery_key("zendesk-invocation", invocation_id)
+    # A body with the ticket's update time names one update of one ticket by one trigger: its
+    # hash alone is the key, which also folds a retry Zendesk signs anew. Without it, equal
+    # bodies recur (open, solved, open again) and the signed time tells deliveries apart.
+    if signed_at is not None and updated_at is None:
+        key = fields.signed_key("zendesk-signed", signed_at, raw)
     return event, key

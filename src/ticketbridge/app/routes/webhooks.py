@@ -257,7 +257,7 @@ async def freshdesk_webhook(request: Request) -> JSONResponse:
     "Receive a Zendesk trigger webhook (signed)",
     _header("X-Zendesk-Webhook-Signature", "base64(HMAC-SHA256(secret, timestamp + body))"),
     _header("X-Zendesk-Webhook-Signature-Timestamp", "ISO-8601, within 300 s of now"),
-    _header("X-Zendesk-Webhook-Invocation-Id", "per invocation: the dedup key", False),
+    _header("X-Zendesk-Webhook-Invocation-Id", "per invocation; unsigned, so not used", False),
 )
 async def zendesk_webhook(request: Request) -> JSONResponse:
     """The signature is checked on the raw bytes before anything parses them."""
@@ -275,7 +275,7 @@ async def zendesk_webhook(request: Request) -> JSONResponse:
             )
         require_json(request)
         event, dedup_key = zendesk.parse_webhook(
-            raw, headers.get("x-zendesk-webhook-invocation-id")
+            raw, headers.get("x-zendesk-webhook-signature-timestamp")
         )
     except InboundError as exc:
         return refuse(request, "zendesk", exc)
@@ -308,7 +308,9 @@ async def generic_webhook(request: Request) -> JSONResponse:
                 now=services.clock.now(),
             )
         require_json(request)
-        event, dedup_key = generic.parse_webhook(raw, headers.get("webhook-id"))
+        event, dedup_key = generic.parse_webhook(
+            raw, headers.get("webhook-id"), signed_at=headers.get("webhook-timestamp")
+        )
     except InboundError as exc:
         return refuse(request, "generic", exc)
     return await ingest_and_answer(request, services, "generic", event, dedup_key)
