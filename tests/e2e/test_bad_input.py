@@ -246,7 +246,9 @@ async def test_body_over_the_cap_is_413_while_streaming(harness_factory: Any) ->
         assert rows(h) == (0, 0, 0, 0)
 
 
-async def _post_raw(h: Any, messages: list[dict[str, Any]]) -> tuple[int, bytes]:
+async def _post_raw(
+    h: Any, messages: list[dict[str, Any]], extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> tuple[int, bytes]:
     """POST /webhooks/freshdesk straight through the ASGI app, the request body arriving as
     ``messages`` (``http.request`` chunks, or an ``http.disconnect``)."""
     auth = base64.b64encode(f"freshdesk:{WEBHOOK_SECRET}".encode())
@@ -260,7 +262,11 @@ async def _post_raw(h: Any, messages: list[dict[str, Any]]) -> tuple[int, bytes]
         "raw_path": b"/webhooks/freshdesk",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"authorization", b"Basic " + auth)],
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"authorization", b"Basic " + auth),
+            *extra,
+        ],
         "client": ("127.0.0.1", 5000),
         "server": ("tb.test", 80),
     }
@@ -302,4 +308,18 @@ async def test_a_client_gone_before_the_body_ended_is_400_and_stores_nothing(
         )
         assert status == 400
         assert b"disconnected" in body
+        assert rows(h) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("declared", ["\u00b2".encode("latin-1"), b"1e3", b"-1", b" "])
+async def test_a_content_length_that_is_not_ascii_digits_is_400(
+    harness_factory: Any, declared: bytes
+) -> None:
+    async with harness_factory() as h:
+        status, body = await _post_raw(
+            h,
+            [{"type": "http.request", "body": GOOD, "more_body": False}],
+            extra=((b"content-length", declared),),
+        )
+        assert (status, json.loads(body)) == (400, {"error": "invalid Content-Length header"})
         assert rows(h) == (0, 0, 0, 0)

@@ -91,7 +91,7 @@ async def _read_body(
     (``declared``) and while streaming; with a ``budget``, every byte read is taken from it
     (given back here on failure, else by the caller)."""
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise InboundError("invalid Content-Length header")
         if int(declared) > limit:
             raise PayloadTooLarge(f"body larger than {limit} bytes")
