@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from string import Template
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 import tenacity
@@ -30,38 +28,26 @@ from ticketbridge.adapters.store.schema import (
     SENT,
     SKIPPED,
 )
-from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable, UnitOfWork
+from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable
 from ticketbridge.app.clock import Clock
+from ticketbridge.app.delivery import (
+    GO,
+    Attempt,
+    Guard,
+    Sender,
+    Verdict,
+    follow_ups,
+    record_outcomes,
+)
 from ticketbridge.app.settings import DispatchSettings
 from ticketbridge.app.writer import GroupCommit
+
+# (Also importable from here, where they were first defined.)
+__all__ = ["GO", "Dispatcher", "Guard", "Sender", "Verdict", "follow_ups", "record_outcomes"]
 
 log = structlog.get_logger("ticketbridge.dispatcher")
 
 
-class Sender(Protocol):
-    async def send(self, payload: dict[str, Any], *, effect_key: str) -> Sent:
-        """Deliver one effect; return what was sent or raise AdapterError."""
-        ...
-
-
-class Guard(Protocol):
-    async def check(self, row: OutboxRow) -> Verdict:
-        """Whether the effect may go out now, must wait, or no longer applies."""
-        ...
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``go``; ``wait`` (retry in ``seconds`` without counting an attempt); or ``skip``."""
-
-    action: str = "go"
-    reason: str = ""
-    seconds: float = 0.0
-
-
-GO = Verdict()
-# What a delivery attempt came to (``Dispatcher._attempt``); None: the lease was lost first.
-Attempt = Sent | Verdict | AdapterError | None
 FINAL = frozenset({SENT, SKIPPED, DEAD})
 MIN_IDLE = 0.05
 # An effect that ``uses`` another's result (a reminder on the write-up issue, an update of the
@@ -71,49 +57,6 @@ USES_WAIT = 2.0
 # and the share kept beyond the call's deadline for recording its outcome.
 CALL_SHARE = 0.7
 RECORD_SHARE = 0.2
-
-
-def follow_ups(row: OutboxRow, info: dict[str, Any]) -> list[dict[str, Any]]:
-    """Effects to enqueue once ``row`` succeeded, ``$details`` filled from its result."""
-    details = (
-        ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items() if v) or "see VictorOps"
-    )
-    rows = []
-    for effect in row.payload.get("then", []):
-        payload = {
-            k: Template(v).safe_substitute(details=details) if isinstance(v, str) else v
-            for k, v in effect["payload"].items()
-        }
-        rows.append(
-            {
-                "key": effect["key"],
-                "target": effect["target"],
-                "kind": effect["kind"],
-                "source": row.source,
-                "ticket_id": row.ticket_id,
-                "payload": payload,
-                "reason": effect["reason"],
-            }
-        )
-    return rows
-
-
-def record_outcomes(
-    uow: UnitOfWork, items: list[tuple[OutboxRow, dict[str, Any]]]
-) -> list[tuple[bool, bool]]:
-    """For each ``(row, outcome)``: ``finish_effect``, then (if the lease held) whether an open
-    effect of the same ticket and target is waiting: ``(kept, waiting)``. Set-wise: one
-    statement for the outcomes, one for what is still open."""
-    kept = uow.finish_effects(
-        [(row, outcome, outcome.get("follow_ups", ())) for row, outcome in items]
-    )
-    still_open = uow.open_targets(
-        [(row.source, row.ticket_id) for (row, _), ok in zip(items, kept, strict=True) if ok]
-    )
-    return [
-        (ok, ok and (row.source, row.ticket_id, row.target) in still_open)
-        for (row, _), ok in zip(items, kept, strict=True)
-    ]
 
 
 def row_status(row: OutboxRow) -> str:
