@@ -2,7 +2,9 @@
 
 Each effect is its own task, bounded per target, so one that keeps failing never holds up
 the others; retries back off with jitter (tenacity) and never come before the vendor's
-``Retry-After``.
+``Retry-After``. An effect is sent only while its task holds its lease with room for the
+whole call and its record (renewed, fenced, just before the call), and the call is cut at a
+deadline shorter than that room: two tasks never send one effect unless a process stalls.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from string import Template
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 import tenacity
 
 from ticketbridge.adapters.outbound.base import Sent
-from ticketbridge.adapters.outbound.errors import AdapterError
+from ticketbridge.adapters.outbound.errors import AdapterError, unexpected_error
 from ticketbridge.adapters.store.schema import (
     DEAD,
     NOT_CONFIGURED,
@@ -28,84 +28,35 @@ from ticketbridge.adapters.store.schema import (
     SENT,
     SKIPPED,
 )
-from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable, UnitOfWork
+from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable
 from ticketbridge.app.clock import Clock
+from ticketbridge.app.delivery import (
+    GO,
+    Attempt,
+    Guard,
+    Sender,
+    Verdict,
+    follow_ups,
+    record_outcomes,
+)
 from ticketbridge.app.settings import DispatchSettings
 from ticketbridge.app.writer import GroupCommit
+
+# (Also importable from here, where they were first defined.)
+__all__ = ["GO", "Dispatcher", "Guard", "Sender", "Verdict", "follow_ups", "record_outcomes"]
 
 log = structlog.get_logger("ticketbridge.dispatcher")
 
 
-class Sender(Protocol):
-    async def send(self, payload: dict[str, Any], *, effect_key: str) -> Sent:
-        """Deliver one effect; return what was sent or raise AdapterError."""
-        ...
-
-
-class Guard(Protocol):
-    async def check(self, row: OutboxRow) -> Verdict:
-        """Whether the effect may go out now, must wait, or no longer applies."""
-        ...
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``go``; ``wait`` (retry in ``seconds`` without counting an attempt); or ``skip``."""
-
-    action: str = "go"
-    reason: str = ""
-    seconds: float = 0.0
-
-
-GO = Verdict()
 FINAL = frozenset({SENT, SKIPPED, DEAD})
 MIN_IDLE = 0.05
 # An effect that ``uses`` another's result (a reminder on the write-up issue, an update of the
 # status-page incident) waits this long between looks while that one is still open.
 USES_WAIT = 2.0
-
-
-def follow_ups(row: OutboxRow, info: dict[str, Any]) -> list[dict[str, Any]]:
-    """Effects to enqueue once ``row`` succeeded, ``$details`` filled from its result."""
-    details = (
-        ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items() if v) or "see VictorOps"
-    )
-    rows = []
-    for effect in row.payload.get("then", []):
-        payload = {
-            k: Template(v).safe_substitute(details=details) if isinstance(v, str) else v
-            for k, v in effect["payload"].items()
-        }
-        rows.append(
-            {
-                "key": effect["key"],
-                "target": effect["target"],
-                "kind": effect["kind"],
-                "source": row.source,
-                "ticket_id": row.ticket_id,
-                "payload": payload,
-                "reason": effect["reason"],
-            }
-        )
-    return rows
-
-
-def record_outcomes(
-    uow: UnitOfWork, items: list[tuple[OutboxRow, dict[str, Any]]]
-) -> list[tuple[bool, bool]]:
-    """For each ``(row, outcome)``: ``finish_effect``, then (if the lease held) whether an open
-    effect of the same ticket and target is waiting: ``(kept, waiting)``. Set-wise: one
-    statement for the outcomes, one for what is still open."""
-    kept = uow.finish_effects(
-        [(row, outcome, outcome.get("follow_ups", ())) for row, outcome in items]
-    )
-    still_open = uow.open_targets(
-        [(row.source, row.ticket_id) for (row, _), ok in zip(items, kept, strict=True) if ok]
-    )
-    return [
-        (ok, ok and (row.source, row.ticket_id, row.target) in still_open)
-        for (row, _), ok in zip(items, kept, strict=True)
-    ]
+# Of a lease, the share one vendor call may use at most (``deadline_seconds`` caps it lower),
+# and the share kept beyond the call's deadline for recording its outcome.
+CALL_SHARE = 0.7
+RECORD_SHARE = 0.2
 
 
 def row_status(row: OutboxRow) -> str:
@@ -155,6 +106,9 @@ class Dispatcher:
             max=settings.backoff_max,
             jitter=settings.backoff_initial,
         )
+        self._deadline = min(settings.deadline_seconds, CALL_SHARE * settings.lease_seconds)
+        # A lease with less than this left is renewed before the call (``_keep_lease``).
+        self._margin = self._deadline + RECORD_SHARE * settings.lease_seconds
 
     @property
     def owner(self) -> str:
@@ -300,7 +254,9 @@ class Dispatcher:
     async def _deliver(self, row: OutboxRow) -> bool:
         """Deliver one effect and record the outcome; True when the claim loop should look
         again at once (see ``_done``): always, unless the effect ended sent, skipped for want
-        of a target, or dead, and ``_finish`` found nothing new to claim."""
+        of a target, or dead, and ``_finish`` found nothing new to claim. The target's slot is
+        held until the outcome is recorded, so at most ``concurrency_per_target`` effects per
+        target are ever between their call and its record (what a crash can repeat)."""
         sender = self._senders.get(row.target)
         attempt = row.attempts + 1
         if sender is None:
@@ -311,23 +267,64 @@ class Dispatcher:
             row.target, asyncio.Semaphore(self._settings.concurrency_per_target)
         )
         async with semaphore:
-            try:
-                verdict = await self._guard.check(row) if self._guard is not None else GO
-                if verdict.action != "go":
-                    # (A re-read may have reconciled the ticket: new effects to claim.)
-                    await self._hold(row, verdict)
-                    return True
-                payload = {k: v for k, v in row.payload.items() if k not in ("then", "uses")}
-                if "uses" in row.payload:
-                    refs, not_yet = await self._refs(row.payload["uses"])
-                    if not_yet is not None:
-                        await self._hold(row, not_yet)
-                        return True
-                    payload["refs"] = refs
-                sent = await sender.send(payload, effect_key=row.key)
-            except AdapterError as exc:
-                await self._failed(row, attempt, exc)
+            outcome = await self._attempt(row, sender)
+            if outcome is None:
+                return True  # another task holds the effect now
+            if isinstance(outcome, Verdict):
+                # (A re-read may have reconciled the ticket: new effects to claim.)
+                await self._hold(row, outcome)
                 return True
+            if isinstance(outcome, AdapterError):
+                await self._failed(row, attempt, outcome)
+                return True
+            return await self._sent(row, attempt, outcome)
+
+    async def _attempt(self, row: OutboxRow, sender: Sender) -> Attempt:
+        """Check the effect, then call the vendor under the lease: what came of it, every
+        failure classified as an AdapterError; None when the lease was lost before the call.
+        Only the store's own unavailability propagates (nothing could be recorded)."""
+        try:
+            verdict = await self._guard.check(row) if self._guard is not None else GO
+            if verdict.action != "go":
+                return verdict
+            payload = {k: v for k, v in row.payload.items() if k not in ("then", "uses")}
+            if "uses" in row.payload:
+                refs, not_yet = await self._refs(row.payload["uses"])
+                if not_yet is not None:
+                    return not_yet
+                payload["refs"] = refs
+            if not await self._keep_lease(row):
+                return None
+            async with asyncio.timeout(self._deadline):
+                return await sender.send(payload, effect_key=row.key)
+        except AdapterError as exc:
+            return exc
+        except StoreUnavailable:
+            raise
+        except TimeoutError:
+            return AdapterError(
+                f"{row.target} timed out after {self._deadline:g} s (the delivery deadline)",
+                retryable=True,
+            )
+        except Exception as exc:
+            return unexpected_error(row.target, exc)
+
+    async def _keep_lease(self, row: OutboxRow) -> bool:
+        """Whether this task still holds ``row``'s lease with room for the whole call and its
+        record. Only a short lease costs a round trip: one UPDATE renewing it on the fencing
+        token, which fails if a claim has taken the effect meanwhile."""
+        now = self._clock.now().timestamp()
+        if row.lease_expires_at is not None and row.lease_expires_at - now >= self._margin:
+            return True
+        expires_at = now + self._settings.lease_seconds
+        renewed: bool = await self._run_db(
+            lambda: self._store.renew_lease(row, owner=self._owner, expires_at=expires_at)
+        )
+        if not renewed:
+            log.warning("outbox.lease_lost_before_send", effect=row.key, target=row.target)
+        return renewed
+
+    async def _sent(self, row: OutboxRow, attempt: int, sent: Sent) -> bool:
         acted = not sent.info.get("skipped")  # e.g. no reminder on a closed issue
         again = await self._finish(
             row,

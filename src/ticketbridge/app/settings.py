@@ -134,6 +134,12 @@ class DispatchSettings(BaseModel):
     batch_size: int = Field(default=64, ge=1, le=1000)
     concurrency_per_target: int = Field(default=8, ge=1, le=256)
     http_timeout: float = Field(default=10.0, gt=0)
+    deadline_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="The longest one delivery's vendor call may take in all; never more than "
+        "0.7 of lease_seconds, so no call outlives its lease.",
+    )
 
 
 class HttpSettings(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,10 @@ import httpx
 # Status classification in one place (alertmanager's Retrier.Check): 2xx ok, 5xx and the
 # listed codes retry, every other answer is final.
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+# The longest Retry-After honoured (seconds): the longest real vendor window (GitHub's hourly
+# rate limit); anything later is capped here, and a page held longer would be useless anyway.
+MAX_RETRY_AFTER = 3600.0
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 
 
 class AdapterError(Exception):
@@ -33,20 +38,23 @@ class AdapterError(Exception):
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    """Seconds to wait from a ``Retry-After`` header (ASCII delta-seconds or HTTP-date),
+    capped at MAX_RETRY_AFTER; None for anything else (the caller's backoff applies)."""
     if value is None:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(int(value))
+    value = value.strip(" \t")
+    if _DELTA_SECONDS.fullmatch(value):
+        # Compared as text first: a 400-digit number never becomes an int or a float.
+        digits = value.lstrip("0") or "0"
+        return float(digits) if len(digits) <= 5 else MAX_RETRY_AFTER
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(delta, 0.0)
+    return min(max(delta, 0.0), MAX_RETRY_AFTER)
 
 
 def classify_response(vendor: str, response: httpx.Response) -> AdapterError | None:
@@ -69,7 +77,7 @@ def _server_now(response: httpx.Response) -> datetime | None:
         return None
     try:
         when = email.utils.parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
@@ -84,6 +92,15 @@ def transport_error(vendor: str, exc: httpx.TransportError) -> AdapterError:
     """A timeout or connection failure: always retryable. Only the class name is kept,
     because httpx's messages can carry the request URL (a credential for VictorOps)."""
     return AdapterError(f"{vendor} unreachable: {type(exc).__name__}", retryable=True)
+
+
+def unexpected_error(vendor: str, exc: Exception) -> AdapterError:
+    """What any other exception from a delivery (its guard, the adapter, the response's
+    handling: a body that cannot be decoded, invalid JSON on a 2xx...) means: a retryable
+    failure, named by its class only (messages can carry URLs, which can be credentials)."""
+    if isinstance(exc, httpx.TransportError):
+        return transport_error(vendor, exc)
+    return AdapterError(f"{vendor} call failed: {type(exc).__name__}", retryable=True)
 
 
 def settled(response: httpx.Response) -> httpx.Response:
@@ -110,3 +127,31 @@ async def send_request(
         raise AdapterError(
             f"{vendor} request failed: {type(exc).__name__}", retryable=True
         ) from None
+
+
+async def post_for_status(
+    client: httpx.AsyncClient, vendor: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """POST where the status line and headers are the whole answer: the body is read raw and
+    dropped, never decoded, so a broken compressed body, invalid JSON or a connection reset
+    after the headers does not hide what the vendor answered. Failures before an answer are
+    raised as in ``send_request``."""
+    try:
+        response = await client.send(client.build_request("POST", url, **kwargs), stream=True)
+    except httpx.TransportError as exc:
+        raise transport_error(vendor, exc) from None
+    except httpx.RequestError as exc:
+        raise AdapterError(
+            f"{vendor} request failed: {type(exc).__name__}", retryable=True
+        ) from None
+    try:
+        if not response.is_stream_consumed:  # (a mock transport's answer may be read already)
+            async for _chunk in response.aiter_raw():
+                pass  # read to the end, so the connection can be reused
+    except httpx.HTTPError:
+        pass  # the answer was the status line; its connection is closed below
+    finally:
+        await response.aclose()
+    # (As in ``settled``: drop the stream that refers back to the response.)
+    response.stream = httpx.ByteStream(b"")
+    return response

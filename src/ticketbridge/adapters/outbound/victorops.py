@@ -8,12 +8,7 @@ from typing import Any
 import httpx
 
 from ticketbridge.adapters.outbound.base import Sent
-from ticketbridge.adapters.outbound.errors import (
-    AdapterError,
-    classify_response,
-    settled,
-    transport_error,
-)
+from ticketbridge.adapters.outbound.errors import AdapterError, classify_response, post_for_status
 
 VENDOR = "victorops"
 MONITORING_TOOL = "ticketbridge"
@@ -48,12 +43,10 @@ class VictorOpsRest:
         return body
 
     async def send(self, payload: dict[str, Any], *, effect_key: str) -> Sent:
-        """Send one alert; return what was sent, or raise AdapterError."""
+        """Send one alert; return what was sent, or raise AdapterError. The HTTP status is
+        VictorOps' answer: a 2xx means the alert was accepted, whatever its body."""
         body = self.body(payload, effect_key=effect_key)
-        try:
-            response = settled(await self._client.post(self._url, json=body))
-        except httpx.TransportError as exc:
-            raise transport_error(VENDOR, exc) from None
+        response = await post_for_status(self._client, VENDOR, self._url, json=body)
         error = classify_response(VENDOR, response)
         if error is not None:
             raise error

@@ -149,6 +149,7 @@ class OutboxRow:
     payload: dict[str, Any]
     attempts: int
     lease_token: int
+    lease_expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -590,6 +591,7 @@ def _outbox_rows(
             payload=value["payload"],
             attempts=0,
             lease_token=value["lease_token"],
+            lease_expires_at=value["lease_expires_at"],
         )
         if row_id is not None
         else None
@@ -1574,6 +1576,7 @@ class Store:
                     outbox.c.payload,
                     outbox.c.attempts,
                     outbox.c.lease_token,
+                    outbox.c.lease_expires_at,
                 )
             ).all()
         claimed = [
@@ -1587,11 +1590,28 @@ class Store:
                 payload=dict(r.payload),
                 attempts=r.attempts,
                 lease_token=r.lease_token,
+                lease_expires_at=r.lease_expires_at,
             )
             for r in rows
         ]
         claimed.sort(key=lambda row: row.id)
         return claimed
+
+    def renew_lease(self, row: OutboxRow, *, owner: str, expires_at: float) -> bool:
+        """Extend ``owner``'s lease on the open effect ``row`` to ``expires_at``; False (nothing
+        written) if its fencing token moved on: another claim took it."""
+        with self.transaction() as conn:
+            result = conn.execute(
+                sa.update(outbox)
+                .where(
+                    outbox.c.id == row.id,
+                    outbox.c.lease_token == row.lease_token,
+                    outbox.c.lease_owner == owner,
+                    outbox.c.status.in_(OPEN_STATES),
+                )
+                .values(lease_expires_at=expires_at)
+            )
+        return result.rowcount == 1
 
     def finish(self, row: OutboxRow, **outcome: Any) -> bool:
         """``UnitOfWork.finish_effect`` in a transaction of its own."""
