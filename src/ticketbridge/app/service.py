@@ -22,7 +22,14 @@ from ticketbridge.adapters.store.sql import (
 )
 from ticketbridge.rules import Decision, Policy, TicketEvent, TicketState, decide
 from ticketbridge.rules.model import ADMIN_EVENTS, Effect, TimerChange, TimerKind
-from ticketbridge.rules.timers import fired_note, fired_state, on_timer, prepare_timer
+from ticketbridge.rules.timers import (
+    fired_note,
+    fired_state,
+    on_timer,
+    prepare_timer,
+    settle,
+    settled_until,
+)
 
 log = structlog.get_logger("ticketbridge.service")
 
@@ -276,7 +283,8 @@ ChangeRow = tuple[str, float | None, str]
 class PreparedTimer:
     """A timer's firing worked out before it came due (``prepare_timers``), as text and
     tuples. It stands while the timer keeps its due time and its ticket's stored state is
-    the one it was worked out from (same digest), under the same pinned policy."""
+    the one it was worked out from (same digest), under the same pinned policy, and it fires
+    before ``until`` (``rules.timers.settled_until``)."""
 
     due_at: float
     digest: bytes  # of the ticket's stored state text
@@ -288,13 +296,14 @@ class PreparedTimer:
     record: str | None
     effects: tuple[EffectRow, ...]
     changes: tuple[ChangeRow, ...]
+    until: datetime
 
     def stands(self, timer: DueTimer, text: str, now: datetime, policy: Policy) -> bool:
         """Whether this is still the firing of ``timer`` due at ``now`` for the stored state
         ``text``, ``policy`` being what the ticket's pin resolves to now."""
         return (
             timer.due_at == self.due_at
-            and self.planned <= now
+            and self.planned <= now < self.until
             and policy is self.policy
             and _digest(text) == self.digest
         )
@@ -359,19 +368,24 @@ def prepare_timers(upcoming: Sequence[Upcoming]) -> dict[int, PreparedTimer]:
             due=datetime.fromtimestamp(timer.due_at, UTC),
             policy=item.policy,
         )
-        if firing.planned is None:
+        planned, until = firing.planned, settled_until(firing)
+        if planned is None or until is None:
             continue  # nothing to do: left to the firing, which says so
+        firing = settle(firing, now=planned)
+        if firing.notes:
+            continue  # the ceiling holds something back: left to the firing, which says so
         prepared[timer.id] = PreparedTimer(
             due_at=timer.due_at,
             digest=_digest(item.text),
             fingerprint=item.state.policy,
             policy=item.policy,
-            planned=firing.planned,
+            planned=planned,
             rule=firing.rule,
             acted=firing.acted.model_dump_json(),
             record=firing.record,
             effects=_effect_rows(firing.effects),
             changes=_change_rows(firing.timers),
+            until=until,
         )
     return prepared
 

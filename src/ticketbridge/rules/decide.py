@@ -14,6 +14,7 @@ from ticketbridge.rules.aftercare import (
     write_up,
 )
 from ticketbridge.rules.effects import page, recover
+from ticketbridge.rules.limits import charge, held_note
 from ticketbridge.rules.model import (
     ADMIN_EVENTS,
     Decision,
@@ -194,11 +195,15 @@ def decide(
         )
     current, more = _aftercare(before, current, event, occurred, policy)
     effects.extend(more)
+    limit = policy.limits.effects_per_ticket_per_hour
+    current, made, held = charge(current, tuple(effects), now=now, limit=limit)
+    if held:
+        notes.append(held_note(held, limit))
     old_plan = plan_timers(before, policy) if before is not None else None
     return new_decision(
         {
             "state": current,
-            "effects": tuple(effects),
+            "effects": made,
             "timers": timer_changes(old_plan, plan_timers(current, policy)),
             "notes": tuple(notes),
         }

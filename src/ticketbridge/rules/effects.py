@@ -10,6 +10,9 @@ from ticketbridge.rules.model import Effect, TicketState, new_effect
 VICTOROPS = "victorops"
 BRIDGE = "victorops_bridge"
 NOTE_MARKER = "[ticketbridge]"
+# Not a vendor: an effect for it is stored dead at once, a record operators find among the
+# dead letters (``GET /v1/effects?state=dead``), its reason as the error.
+DEAD_LETTER = "dead_letter"
 
 
 def key_of(target: str, state: TicketState, kind: str, generation: object) -> str:

@@ -126,6 +126,19 @@ class StatusPageState(_Frozen):
     updates: int = 0
 
 
+class EffectBudget(_Frozen):
+    """The ticket's counted effects in one clock hour (UTC), against ``limits`` in the policy:
+    how many were made, and how many the ceiling held back."""
+
+    hour: datetime
+    made: int = 0
+    held: int = 0
+
+
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class TicketState(_Frozen):
     """What ticketbridge holds about one ticket between events."""
 
@@ -158,6 +171,9 @@ class TicketState(_Frozen):
     write_up_reminded: bool = False
     system_wide: bool = False
     status_page: StatusPageState | None = None
+    # Left out of the stored JSON until the ticket has one: states stored before it existed
+    # read back the same, and a ticket that never made a counted effect is stored as before.
+    budget: EffectBudget | None = Field(default=None, exclude_if=_unset)
 
     @property
     def entity_id(self) -> str:
@@ -222,4 +238,5 @@ new_ticket = constructor(TicketState)
 new_milestone = constructor(Milestone)
 new_effect = constructor(Effect)
 new_timer_change = constructor(TimerChange)
+new_budget = constructor(EffectBudget)
 new_decision = constructor(Decision)

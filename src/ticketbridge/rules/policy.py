@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictInt,
     field_validator,
     model_validator,
 )
@@ -199,6 +200,15 @@ class Tags(_Strict):
     followup: str = "github-followup"
 
 
+class Limits(_Strict):
+    """Ceilings that turn a runaway into one recorded breach instead of a storm."""
+
+    # Counted effects (notes, VictorOps INFOs, follow-up issues, status-page updates) made for
+    # one ticket in one clock hour (UTC); pages, recoveries and one-off actions are exempt.
+    effects_per_ticket_per_hour: Annotated[StrictInt, Field(ge=1, le=100_000)] = 60
+
+
+DEFAULT_LIMITS = Limits()
 MAX_VERSION_LENGTH = 40
 
 
@@ -213,6 +223,7 @@ class Policy(_Strict):
     tags: Tags = Tags()
     followups: FollowUps = FollowUps()
     status_page: StatusPagePolicy = StatusPagePolicy()
+    limits: Limits = DEFAULT_LIMITS
     # What counts as initial engagement: the first public agent reply, an agent assignment.
     engagement_by: tuple[Literal["public_reply", "assignment"], ...] = (
         "public_reply",
@@ -262,6 +273,11 @@ class Policy(_Strict):
         """``<version>@<hash>``: changes whenever any value of the policy changes. (Cached in
         the instance's ``__dict__``: read once per new ticket, where a private attribute's
         lookup cost several microseconds.)"""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        document = self.model_dump(mode="json")
+        if self.limits == DEFAULT_LIMITS:
+            # A policy that leaves the limits alone keeps the fingerprint it had before they
+            # existed: its tickets stay pinned to the same version across the upgrade.
+            del document["limits"]
+        canonical = json.dumps(document, sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
         return f"{self.version}@{digest}"

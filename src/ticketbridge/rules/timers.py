@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ticketbridge.rules.aftercare import record, sync_status_page, write_up_reminder
 from ticketbridge.rules.calendar import calendar_for
 from ticketbridge.rules.durations import format_duration
 from ticketbridge.rules.effects import bridge, close_ticket, note, reassign, victorops_info
+from ticketbridge.rules.limits import HOUR, charge, held_note, hour_of
 from ticketbridge.rules.model import (
     Decision,
     Effect,
@@ -176,9 +177,9 @@ class Firing:
 
     ``complete_timer`` adds that part: nothing happens if the plan's time is still ahead (or
     the timer is no longer needed); else the history entry ``record`` at the time it fires and
-    the note saying how late. Everything else (the state's other changes in ``acted``, the
-    effects, the re-planned timers) is the same whenever it fires, so it may be worked out
-    ahead of time."""
+    the note saying how late. The rest (the state's other changes in ``acted``, the effects,
+    the re-planned timers) is the same whenever it fires before ``settled_until`` (``settle``
+    works it out for a time), so it may be worked out ahead of time."""
 
     state: TicketState  # the ticket as the timer found it
     kind: TimerKind
@@ -189,6 +190,59 @@ class Firing:
     record: str | None = None  # the history entry acting appends
     effects: tuple[Effect, ...] = ()
     timers: tuple[TimerChange, ...] = ()
+    period: timedelta | None = None  # of a recurring commitment (see ``next_due``)
+    limit: int = 0  # the policy's effects per ticket per hour (0: not counted)
+    notes: tuple[str, ...] = ()  # what ``settle`` held back
+
+
+def next_due(planned: datetime, period: timedelta, now: datetime) -> datetime:
+    """When a recurring commitment planned for ``planned`` and acted on at ``now`` is due
+    next: the following period on its schedule while that is still ahead, else one period
+    after ``now``. A commitment that missed several periods (downtime, a helpdesk time long
+    past) acts once, late, not once per missed period."""
+    following = planned + period
+    return following if following > now else now + period
+
+
+def settle(firing: Firing, *, now: datetime) -> Firing:
+    """``firing`` as it acts at ``now``: a recurring commitment a whole period late re-armed
+    from ``now``, and its effects counted against the ticket's hour (``rules.limits``)."""
+    planned = firing.planned
+    if planned is None or planned > now:
+        return firing
+    acted, record, timers = firing.acted, firing.record, firing.timers
+    period = firing.period
+    if period is not None and next_due(planned, period, now) != planned + period:
+        rearmed = now + period
+        # The plan is base + period x (reminders + 1): a base one period before ``rearmed``
+        # less the reminders already counted puts the next one at ``rearmed``.
+        base = rearmed - period * (acted.update_reminders + 1)
+        acted = acted.model_copy(update={"cadence_base": base})
+        missed = int((now - planned) / period) + 1
+        record = f"{record} ({missed} periods missed at once: one reminder, cadence from now)"
+        timers = tuple(
+            new_timer_change({"kind": c.kind, "due": rearmed, "rule": c.rule})
+            if c.kind is CUSTOMER_UPDATE
+            else c
+            for c in timers
+        )
+    effects, notes = firing.effects, firing.notes
+    if firing.limit:
+        acted, effects, held = charge(acted, effects, now=now, limit=firing.limit)
+        notes = (held_note(held, firing.limit),) if held else ()
+    return replace(firing, acted=acted, record=record, effects=effects, timers=timers, notes=notes)
+
+
+def settled_until(firing: Firing) -> datetime | None:
+    """Until when ``settle`` gives for any time from ``planned`` on what it gives at
+    ``planned`` (the same hour, not a whole period late); None when nothing is planned."""
+    planned = firing.planned
+    if planned is None:
+        return None
+    until = hour_of(planned) + HOUR
+    if firing.period is not None:
+        until = min(until, planned + firing.period)
+    return until
 
 
 def on_timer(
@@ -210,12 +264,13 @@ def complete_timer(firing: Firing, *, now: datetime) -> Decision:
                 "notes": (f"{kind.value} timer due {firing.due.isoformat()} {why}: nothing to do",),
             }
         )
+    firing = settle(firing, now=now)
     return new_decision(
         {
             "state": fired_state(firing.acted, firing.record, now),
             "effects": firing.effects,
             "timers": firing.timers,
-            "notes": (fired_note(kind, firing.rule, planned, now),),
+            "notes": (fired_note(kind, firing.rule, planned, now), *firing.notes),
         }
     )
 
@@ -243,6 +298,7 @@ def prepare_timer(state: TicketState, kind: TimerKind, *, due: datetime, policy:
     planned_at = planned.isoformat()
     acted = state
     entry: str | None = None
+    period: timedelta | None = None
     if kind is TimerKind.TIER_ONE:
         acted = state.model_copy(update={"tier_one_done": True, "tier_two_engaged": True})
         why = f"{rule}; unresolved at {planned_at}"
@@ -279,6 +335,7 @@ def prepare_timer(state: TicketState, kind: TimerKind, *, due: datetime, policy:
         effects.append(note(acted, key, text, rule))
         if acted.incident_open:
             effects.append(victorops_info(acted, key, text, rule))
+        period = _rules(policy, state.priority).cadence
     elif kind is TimerKind.AUTO_CLOSE:
         acted = state.model_copy(update={"auto_close_requested": True})
         entry = "Pending with no customer reply: closed by ticketbridge"
@@ -299,4 +356,6 @@ def prepare_timer(state: TicketState, kind: TimerKind, *, due: datetime, policy:
         entry,
         tuple(effects),
         timer_changes(plan, plan_timers(acted, policy)),
+        period,
+        policy.limits.effects_per_ticket_per_hour,
     )

@@ -42,6 +42,7 @@ from ticketbridge.adapters.store.schema import (
     timeline,
     timers,
 )
+from ticketbridge.rules.effects import DEAD_LETTER
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 PG_CONCURRENCY = 16
@@ -566,6 +567,9 @@ def _effect_values(
     for value, skip in zip(values, skipped or (), strict=False):
         if skip:
             value.update(_SKIPPED_AT_ONCE)
+    for value in values:
+        if value["target"] == DEAD_LETTER:  # a record, never sent (``rules.limits``)
+            value.update(_SKIPPED_AT_ONCE, status=DEAD, last_error=value["reason"])
     return values
 
 
