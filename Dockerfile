@@ -5,7 +5,7 @@
 #   docker run -p 8080:8080 -v ticketbridge-data:/data ticketbridge
 #
 # BASE_IMAGE must provide python3 (>= 3.11) with the venv module. The default is the official
-# slim image; ../shared/tools/container-smoke passes a local Debian bookworm base instead. Both
+# slim image; scripts/container-check passes a local Debian bookworm base instead. Both
 # stages use the same base, so the interpreter the venv points at exists in the runtime stage.
 ARG BASE_IMAGE=python:3.12-slim
 

@@ -3,13 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Builds the Dockerfile and checks that the container answers /healthz, with buildah when no
-# Docker engine answers (it installs buildah and makes its Debian base on first use; root).
-# CI runs in a clean clone with shared/ beside it, so this path holds there; elsewhere set
-# CONTAINER_SMOKE=/path/to/shared/tools/container-smoke.
-CONTAINER_SMOKE ?= ../shared/tools/container-smoke
 
-.PHONY: run test lint typecheck unit container-smoke fault bench bench-timers bench-replicas openapi clean
+.PHONY: run test lint typecheck unit docs container-check container-smoke fault bench bench-timers bench-replicas openapi clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## set up and run on SQLite with the built-in policy
 	$(BIN)/ticketbridge serve
 
-test: $(STAMP) lint typecheck  ## set up, lint, type-check, run every test, smoke the image
+test: $(STAMP) lint typecheck  ## set up, lint, type-check, run every test, build the docs, check the image
 	$(BIN)/pytest
-	$(MAKE) --no-print-directory container-smoke
+	$(MAKE) --no-print-directory docs
+	$(MAKE) --no-print-directory container-check
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,13 +30,17 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not fault"
 
-# A missing tool fails the target: skipping would let a broken image through CI.
-container-smoke:  ## build the image and check that it serves
-	@test -f "$(CONTAINER_SMOKE)" || { echo "container-smoke: $(CONTAINER_SMOKE) not found;" \
-	  "CI has shared/ beside the project; set CONTAINER_SMOKE to the tool's path" >&2; exit 1; }
-	bash "$(CONTAINER_SMOKE)" .
-	@if command -v buildah >/dev/null; then \
-	  echo "container-smoke: image size $$(buildah images --format '{{.Size}}' localhost/smoke-under-test:latest)"; fi
+docs: $(STAMP)  ## the documentation site, strictly (a broken link fails), into site/
+	$(BIN)/python scripts/settings_reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Builds the Dockerfile, runs the image and waits for /healthz (Docker or Podman when an engine
+# answers, else buildah, installed on Debian when missing: run as root). A missing tool fails the
+# target: skipping would let a broken image through CI.
+container-check:  ## build the image and check that it serves
+	bash scripts/container-check .
+
+container-smoke: container-check  ## the former name of container-check
 
 bench: $(STAMP)  ## ingest throughput and webhook-to-page latency (SQLite), ~2 min
 	$(BIN)/python bench/run.py
@@ -55,4 +55,4 @@ openapi: $(STAMP)
 	$(BIN)/ticketbridge openapi --output openapi.yaml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

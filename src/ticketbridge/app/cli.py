@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from ticketbridge.app.cli_config import config_cli
 from ticketbridge.app.cli_effects import effects_cli
 from ticketbridge.app.cli_fixtures import record, replay
+from ticketbridge.app.cli_policy_schema import schema_command
 from ticketbridge.app.cli_simulate import explain_command, policy_cli, simulate_command
 from ticketbridge.app.policy import PolicyError, load_policy
 
@@ -28,6 +29,7 @@ cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 cli.add_typer(effects_cli, name="effects")
 cli.add_typer(config_cli, name="config")
 cli.add_typer(policy_cli, name="policy")
+policy_cli.command("schema")(schema_command)
 cli.command("simulate")(simulate_command)
 cli.command("explain")(explain_command)
 cli.command()(record)
