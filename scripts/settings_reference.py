@@ -166,6 +166,28 @@ DESCRIPTIONS: dict[str, str] = {
         "Calls in flight at once per target (and keep-alive connections per vendor)."
     ),
     "TICKETBRIDGE_DISPATCH__HTTP_TIMEOUT": "Per-call timeout (s) to vendors.",
+    "TICKETBRIDGE_DISPATCH__DEADLINE_SECONDS": (
+        "The longest one delivery's vendor calls may take in all (never more than 0.7 x the "
+        "lease, so no call outlives its lease); cut there, it is a retryable attempt."
+    ),
+    "TICKETBRIDGE_HTTP__UNVERIFIED_BODY_BYTES": (
+        "Bytes of Zendesk and generic bodies held before their signature is checked, over all "
+        "requests at once; a body that would take more is answered 503 with `Retry-After: 1` "
+        "(Freshdesk's credential is checked before its body is read)."
+    ),
+    "TICKETBRIDGE_HTTP__MAX_HEADER_BYTES": (
+        "A request's head (request line and headers) above this is answered 431 and never parsed."
+    ),
+    "TICKETBRIDGE_HTTP__HEADER_TIMEOUT_SECONDS": (
+        "From a connection's start (or a kept-alive request's first byte) to the end of the head: "
+        "then 408 and closed (silently if nothing was sent)."
+    ),
+    "TICKETBRIDGE_HTTP__BODY_TIMEOUT_SECONDS": (
+        "From the end of the head to the end of the body: then 408 and closed, nothing stored."
+    ),
+    "TICKETBRIDGE_HTTP__MAX_CONNECTIONS": (
+        "Open connections; one more is answered 503 and closed before anything is read."
+    ),
     "TICKETBRIDGE_SCHEDULER__BATCH_SIZE": "Timers fired per transaction.",
     "TICKETBRIDGE_SCHEDULER__POLL_SECONDS": (
         "How often the scheduler looks for due timers when nothing woke it."
