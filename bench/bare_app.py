@@ -1,6 +1,6 @@
 """The throughput reference: a bare FastAPI app whose one POST route reads the body, answers 202.
 
-Served exactly as ``ticketbridge serve`` serves ticketbridge (src/ticketbridge/app/cli.py):
+Served exactly as ``ticketbridge serve`` serves ticketbridge (src/ticketbridge/app/cli/main.py):
 uvicorn, one worker, default loop/HTTP implementations, no access log, no server header,
 root logging at WARNING (the level the benchmark gives ticketbridge).
 

@@ -56,13 +56,13 @@ from tests.fakes.victorops import FakeVictorOps  # noqa: E402
 from tests.fault.process import TicketbridgeProcess, service_env  # noqa: E402
 
 from ticketbridge.adapters.inbound.freshdesk import parse_webhook  # noqa: E402
-from ticketbridge.adapters.outbound.base import Sent  # noqa: E402
+from ticketbridge.adapters.outbound.ports import Sent  # noqa: E402
 from ticketbridge.adapters.store.sql import Store  # noqa: E402
 from ticketbridge.app.bootstrap import Services  # noqa: E402
+from ticketbridge.app.http.app import create_app  # noqa: E402
 from ticketbridge.app.logging import configure_logging  # noqa: E402
-from ticketbridge.app.main import create_app  # noqa: E402
 from ticketbridge.app.policy import load_policy  # noqa: E402
-from ticketbridge.app.service import PolicyBook, ingest_in  # noqa: E402
+from ticketbridge.app.services.ingest import PolicyBook, ingest_in  # noqa: E402
 from ticketbridge.app.settings import Settings  # noqa: E402
 from ticketbridge.rules import Policy, Priority  # noqa: E402
 

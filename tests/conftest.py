@@ -31,7 +31,7 @@ from psycopg import sql
 from ticketbridge.adapters.store.sql import Store, redact_url
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.main import create_app
+from ticketbridge.app.http.app import create_app
 from ticketbridge.app.policy import load_policy
 from ticketbridge.app.settings import Settings
 from ticketbridge.rules import Policy

@@ -38,7 +38,7 @@ from tests.e2e.test_signed_sources import SIGNED, standard_headers, zendesk_head
 from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.main import create_app
+from ticketbridge.app.http.app import create_app
 from ticketbridge.rules import Policy
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ import pytest
 import respx
 
 from tests.contract.loop import loop_clock_advanced, settle
-from ticketbridge.adapters.outbound.base import HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi
+from ticketbridge.adapters.outbound.ports import HelpdeskTicket, Sent
 from ticketbridge.rules import Priority, Status
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "freshdesk_api"

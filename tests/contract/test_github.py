@@ -16,9 +16,9 @@ import pytest
 import respx
 
 from tests.contract.loop import loop_clock_advanced, settle
-from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.github import MAX_BODY, GitHubIssues, marker_line
+from ticketbridge.adapters.outbound.ports import Sent
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github"
 TLS = ssl.create_default_context()  # built once: a client per test would otherwise build its own

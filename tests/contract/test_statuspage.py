@@ -16,9 +16,10 @@ import pytest
 import respx
 
 from tests.contract.loop import loop_clock_advanced, settle
-from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
-from ticketbridge.adapters.outbound.status_page import (
+from ticketbridge.adapters.outbound.ports import Sent
+from ticketbridge.adapters.outbound.statuspage.atlassian import AtlassianStatuspage
+from ticketbridge.adapters.outbound.statuspage.sender import (
     COMPONENT_STATUSES,
     IMPACTS,
     INCIDENT_STATUSES,
@@ -26,7 +27,6 @@ from ticketbridge.adapters.outbound.status_page import (
     StatusPage,
     StatusPageSender,
 )
-from ticketbridge.adapters.outbound.statuspage import AtlassianStatuspage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "statuspage"
 TLS = ssl.create_default_context()  # built once: a client per test would otherwise build its own

@@ -14,8 +14,8 @@ import pytest
 import respx
 
 from tests.contract.loop import loop_clock_advanced, settle
-from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
+from ticketbridge.adapters.outbound.ports import Sent
 from ticketbridge.adapters.outbound.victorops_bridge import (
     VictorOpsIncidentBridge,
     VictorOpsRoutingKeyBridge,

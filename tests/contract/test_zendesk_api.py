@@ -19,8 +19,8 @@ import respx
 
 from tests.contract.loop import loop_clock_advanced, settle
 from ticketbridge.adapters.inbound import zendesk as inbound
-from ticketbridge.adapters.outbound.base import HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
+from ticketbridge.adapters.outbound.ports import HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.zendesk import STATUS_CODES, STATUS_NAMES, ZendeskApi
 from ticketbridge.rules import Priority, Status
 

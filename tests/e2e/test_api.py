@@ -22,7 +22,7 @@ from tests.conftest import (
     freshdesk_body,
 )
 from ticketbridge.adapters.store.sql import Store
-from ticketbridge.app.main import create_app
+from ticketbridge.app.http.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 

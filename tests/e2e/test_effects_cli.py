@@ -15,7 +15,7 @@ from tests.conftest import freshdesk_body
 from ticketbridge.adapters.store.effects import EffectNotDead, replay_dead
 from ticketbridge.adapters.store.schema import DEAD
 from ticketbridge.adapters.store.sql import Store
-from ticketbridge.app.cli import cli
+from ticketbridge.app.cli.main import cli
 
 
 def run(url: str, *args: str) -> Result:

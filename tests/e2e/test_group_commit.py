@@ -22,7 +22,7 @@ from tests.conftest import make_settings
 from ticketbridge.adapters.store.schema import policies
 from ticketbridge.adapters.store.sql import PG_NOWAIT_LOCK_MS, Store, StoreUnavailable, UnitOfWork
 from ticketbridge.app.bootstrap import PG_LINGER_MS, Services
-from ticketbridge.app.writer import GroupCommit
+from ticketbridge.app.workers.group_commit import GroupCommit
 
 
 @pytest.fixture(params=["worker", "inline"])

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timeline, timers
 from ticketbridge.adapters.store.sql import Store
-from ticketbridge.app.service import (
+from ticketbridge.app.services.ingest import (
     Incoming,
     IngestResult,
     PolicyBook,

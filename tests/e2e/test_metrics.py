@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import freshdesk_body
 from ticketbridge.adapters.store.sql import OutboxStats
-from ticketbridge.app import middleware
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.main import create_app
+from ticketbridge.app.http import middleware
+from ticketbridge.app.http.app import create_app
 from ticketbridge.app.metrics import Metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -27,7 +27,7 @@ from ticketbridge.adapters.inbound.signatures import (
     standard_signature,
     zendesk_signature,
 )
-from ticketbridge.app.cli import cli
+from ticketbridge.app.cli.main import cli
 from ticketbridge.app.recording import (
     FixtureWriter,
     Scrubber,

@@ -12,7 +12,7 @@ import pytest
 from ticketbridge.adapters.store.sql import Store, StoreUnavailable
 from ticketbridge.app.bootstrap import build_services
 from ticketbridge.app.clock import DatabaseClock, SystemClock
-from ticketbridge.app.service import PolicyBook, ingest
+from ticketbridge.app.services.ingest import PolicyBook, ingest
 from ticketbridge.app.settings import Settings
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent
 

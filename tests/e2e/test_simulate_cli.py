@@ -11,10 +11,10 @@ from typer.testing import CliRunner, Result
 
 from tests.e2e.test_simulate_api import SHORTER_TIER_ONE
 from ticketbridge.adapters.store.sql import Store
-from ticketbridge.app.cli import cli
-from ticketbridge.app.service import PolicyBook, ingest
-from ticketbridge.app.simulate import simulate
-from ticketbridge.app.timeline import parse_timeline
+from ticketbridge.app.cli.main import cli
+from ticketbridge.app.services.ingest import PolicyBook, ingest
+from ticketbridge.app.simulation.simulate import simulate
+from ticketbridge.app.simulation.timeline import parse_timeline
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent
 
 ROOT = Path(__file__).resolve().parents[2]

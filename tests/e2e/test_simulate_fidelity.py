@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import freshdesk_body
-from ticketbridge.app.simulate import simulate, summarise
-from ticketbridge.app.timeline import Timeline, format_offset
+from ticketbridge.app.simulation.simulate import simulate, summarise
+from ticketbridge.app.simulation.timeline import Timeline, format_offset
 
 URL = "https://acme.freshdesk.com/helpdesk/tickets/11"
 

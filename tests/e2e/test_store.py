@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from tests.conftest import PostgresServer, freshdesk_body, make_settings
 from ticketbridge.adapters.store.sql import Store, UnitOfWork, normalise_url, redact_url
 from ticketbridge.app.bootstrap import Services
-from ticketbridge.app.cli import cli
-from ticketbridge.app.main import create_app
+from ticketbridge.app.cli.main import cli
+from ticketbridge.app.http.app import create_app
 
 
 def test_migrate_is_idempotent_and_readable(database_url: str) -> None:

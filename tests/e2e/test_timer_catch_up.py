@@ -19,9 +19,9 @@ from tests.scenarios.harness import FD, VO_API, Scenario
 from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.main import create_app
+from ticketbridge.app.http.app import create_app
 from ticketbridge.app.policy import default_policy_text, load_policy, parse_policy
-from ticketbridge.app.service import (
+from ticketbridge.app.services.ingest import (
     PolicyBook,
     fire_due_timers,
     ingest,

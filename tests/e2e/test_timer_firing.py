@@ -14,12 +14,11 @@ import anyio
 import pytest
 import sqlalchemy as sa
 
-import ticketbridge.app.scheduler as scheduler_module
+import ticketbridge.app.workers.scheduler as scheduler_module
 from ticketbridge.adapters.store.schema import timeline
 from ticketbridge.adapters.store.sql import Store, StoreUnavailable
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.scheduler import Scheduler
-from ticketbridge.app.service import (
+from ticketbridge.app.services.ingest import (
     PolicyBook,
     PreparedTimer,
     TimerRun,
@@ -28,6 +27,7 @@ from ticketbridge.app.service import (
     prepare_timers,
     read_upcoming,
 )
+from ticketbridge.app.workers.scheduler import Scheduler
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent
 
 T = TypeVar("T")

@@ -14,9 +14,14 @@ import respx
 from tests.conftest import AppHarness, freshdesk_body, make_settings
 from ticketbridge.adapters.store.sql import Announcement, Store
 from ticketbridge.app.bootstrap import Services
-from ticketbridge.app.main import create_app
-from ticketbridge.app.service import ANNOUNCE_TIMERS_WITHIN, Incoming, PolicyBook, ingest_many
-from ticketbridge.app.wakeups import PgWakeups
+from ticketbridge.app.http.app import create_app
+from ticketbridge.app.services.ingest import (
+    ANNOUNCE_TIMERS_WITHIN,
+    Incoming,
+    PolicyBook,
+    ingest_many,
+)
+from ticketbridge.app.workers.wakeups import PgWakeups
 from ticketbridge.rules import EventKind, Priority, Status, TicketEvent
 
 

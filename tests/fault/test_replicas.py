@@ -30,7 +30,7 @@ from tests.fault.process import TicketbridgeProcess
 from ticketbridge.adapters.store.schema import outbox, timeline, timers
 from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.policy import load_policy
-from ticketbridge.app.service import PolicyBook, ingest_in
+from ticketbridge.app.services.ingest import PolicyBook, ingest_in
 from ticketbridge.rules import EventKind, Priority, Status, TicketEvent
 
 pytestmark = pytest.mark.fault

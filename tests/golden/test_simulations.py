@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from ticketbridge.app.policy import parse_policy
-from ticketbridge.app.simulate import simulate
-from ticketbridge.app.timeline import parse_timeline
+from ticketbridge.app.simulation.simulate import simulate
+from ticketbridge.app.simulation.timeline import parse_timeline
 from ticketbridge.rules import Policy
 
 ROOT = Path(__file__).resolve().parents[2]

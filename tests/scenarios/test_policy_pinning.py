@@ -11,7 +11,7 @@ import respx
 from tests.conftest import AppHarness, make_settings
 from tests.scenarios.harness import Scenario
 from ticketbridge.app.bootstrap import Services
-from ticketbridge.app.main import create_app
+from ticketbridge.app.http.app import create_app
 from ticketbridge.app.policy import default_policy_text, parse_policy
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ticketbridge.app.cli import cli
+from ticketbridge.app.cli.main import cli
 from ticketbridge.app.effective_config import MASK, env_names, mask_database_url
 from ticketbridge.app.settings import Settings
 

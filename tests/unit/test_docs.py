@@ -19,8 +19,8 @@ import yaml
 from pydantic import BaseModel, Field
 from typer.testing import CliRunner
 
-from ticketbridge.app.cli import cli
-from ticketbridge.app.cli_policy_schema import policy_schema
+from ticketbridge.app.cli.main import cli
+from ticketbridge.app.cli.policy_schema import policy_schema
 from ticketbridge.app.policy import default_policy_text, parse_policy
 from ticketbridge.app.settings import Settings
 

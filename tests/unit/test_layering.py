@@ -52,7 +52,7 @@ def test_importing_and_building_the_app_touches_nothing(tmp_path: Path) -> None:
         "[importlib.import_module(m.name) for m in "
         "pkgutil.walk_packages(ticketbridge.__path__, 'ticketbridge.')"
         " if '.migrations' not in m.name];"
-        "from ticketbridge.app.main import create_app; create_app();"
+        "from ticketbridge.app.http.app import create_app; create_app();"
         "print(len(logging.getLogger().handlers), threading.active_count())"
     )
     out = subprocess.run(

@@ -8,7 +8,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ticketbridge.app.middleware import DirectApp, DirectRoute, RequestContext
+from ticketbridge.app.http.middleware import DirectApp, DirectRoute, RequestContext
 
 
 async def _run(

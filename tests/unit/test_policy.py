@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ticketbridge.app.cli import cli
+from ticketbridge.app.cli.main import cli
 from ticketbridge.app.policy import PolicyError, default_policy_text, load_policy, parse_policy
 from ticketbridge.rules import Policy, Priority
 

@@ -6,8 +6,8 @@ import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from ticketbridge.app.deps import from_state
-from ticketbridge.app.routes.webhooks import _EncodedSecrets
+from ticketbridge.app.http.deps import from_state
+from ticketbridge.app.http.routes.webhooks import _EncodedSecrets
 
 
 def test_encoded_secrets_follow_a_list_changed_in_place() -> None:

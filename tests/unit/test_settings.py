@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ticketbridge.app.cli import cli
+from ticketbridge.app.cli.main import cli
 from ticketbridge.app.settings import DEFAULT_DATABASE_URL, load_settings
 
 

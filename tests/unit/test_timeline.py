@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ticketbridge.app.simulate import simulate, summarise
-from ticketbridge.app.timeline import (
+from ticketbridge.app.simulation.simulate import simulate, summarise
+from ticketbridge.app.simulation.timeline import (
     DEFAULT_START,
     TimelineError,
     deliveries,

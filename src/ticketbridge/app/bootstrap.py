@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 
-from ticketbridge.adapters.outbound.base import HelpdeskTicket
 from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi
 from ticketbridge.adapters.outbound.github import GitHubIssues
-from ticketbridge.adapters.outbound.status_page import StatusPageSender
-from ticketbridge.adapters.outbound.statuspage import AtlassianStatuspage
+from ticketbridge.adapters.outbound.ports import HelpdeskTicket
+from ticketbridge.adapters.outbound.statuspage.atlassian import AtlassianStatuspage
+from ticketbridge.adapters.outbound.statuspage.sender import StatusPageSender
 from ticketbridge.adapters.outbound.victorops import VictorOpsRest
 from ticketbridge.adapters.outbound.victorops_bridge import (
     VictorOpsIncidentBridge,
@@ -23,12 +23,12 @@ from ticketbridge.adapters.outbound.zendesk import STATUS_NAMES as ZENDESK_STATU
 from ticketbridge.adapters.outbound.zendesk import ZendeskApi
 from ticketbridge.adapters.store.sql import Store, UnitOfWork
 from ticketbridge.app.clock import Clock, DatabaseClock, SystemClock
-from ticketbridge.app.dispatcher import Sender
-from ticketbridge.app.guard import TicketReader
 from ticketbridge.app.policy import load_policy
-from ticketbridge.app.service import Incoming, IngestResult, PolicyBook, ingest, ingest_many
+from ticketbridge.app.services.ingest import Incoming, IngestResult, PolicyBook, ingest, ingest_many
 from ticketbridge.app.settings import Settings
-from ticketbridge.app.writer import GroupCommit
+from ticketbridge.app.workers.dispatcher import Sender
+from ticketbridge.app.workers.group_commit import GroupCommit
+from ticketbridge.app.workers.guard import TicketReader
 from ticketbridge.rules import EventKind, Policy, TicketEvent
 
 T = TypeVar("T")

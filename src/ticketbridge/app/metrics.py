@@ -27,7 +27,7 @@ from starlette.types import Scope
 
 from ticketbridge.adapters.store.sql import OutboxStats
 from ticketbridge.app.clock import Clock
-from ticketbridge.app.deps import from_state
+from ticketbridge.app.http.deps import from_state
 
 log = structlog.get_logger("ticketbridge.metrics")
 

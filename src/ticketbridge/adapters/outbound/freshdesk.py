@@ -8,12 +8,12 @@ from typing import Any, TypeGuard
 
 import httpx
 
-from ticketbridge.adapters.outbound.base import GroupDirectory, HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
     send_request,
 )
+from ticketbridge.adapters.outbound.ports import GroupDirectory, HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.rules import Priority, Status
 

@@ -37,13 +37,13 @@ from urllib.parse import quote
 
 import httpx
 
-from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
     retry_after_of,
     send_request,
 )
+from ticketbridge.adapters.outbound.ports import Sent
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 
 VENDOR = "github"

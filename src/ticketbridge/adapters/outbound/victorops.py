@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError, classify_response, post_for_status
+from ticketbridge.adapters.outbound.ports import Sent
 
 VENDOR = "victorops"
 MONITORING_TOOL = "ticketbridge"

@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from ticketbridge.adapters.store import schema
 from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.service import PolicyBook, fire_due_timers, ingest
-from ticketbridge.app.timeline import Timeline, deliveries, format_offset
+from ticketbridge.app.services.ingest import PolicyBook, fire_due_timers, ingest
+from ticketbridge.app.simulation.timeline import Timeline, deliveries, format_offset
 from ticketbridge.rules import Policy
 
 DEFAULT_HORIZON = timedelta(days=30)

@@ -6,11 +6,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, cast
 
-from ticketbridge.adapters.outbound.base import HelpdeskTicket
 from ticketbridge.adapters.outbound.errors import AdapterError
+from ticketbridge.adapters.outbound.ports import HelpdeskTicket
 from ticketbridge.adapters.store.schema import OPEN_STATES, SENT
 from ticketbridge.adapters.store.sql import OutboxRow, Store
-from ticketbridge.app.dispatcher import GO, Verdict
+from ticketbridge.app.workers.dispatcher import GO, Verdict
 from ticketbridge.rules.model import Priority, Status
 
 PAGING = (Priority.URGENT, Priority.HIGH)

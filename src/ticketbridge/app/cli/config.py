@@ -16,7 +16,7 @@ def show() -> None:
 
     An invalid setting stops here as it stops `serve`, with a message naming it.
     """
-    from ticketbridge.app.cli import _settings_or_exit
+    from ticketbridge.app.cli.main import _settings_or_exit
     from ticketbridge.app.effective_config import SECRETS_DIR_VARIABLE, render_env
     from ticketbridge.app.settings import Settings
 

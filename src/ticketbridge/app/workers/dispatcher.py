@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 import tenacity
 
-from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError, unexpected_error
+from ticketbridge.adapters.outbound.ports import Sent
 from ticketbridge.adapters.store.schema import (
     DEAD,
     NOT_CONFIGURED,
@@ -30,7 +30,8 @@ from ticketbridge.adapters.store.schema import (
 )
 from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable
 from ticketbridge.app.clock import Clock
-from ticketbridge.app.delivery import (
+from ticketbridge.app.settings import DispatchSettings
+from ticketbridge.app.workers.delivery import (
     GO,
     Attempt,
     Guard,
@@ -39,8 +40,7 @@ from ticketbridge.app.delivery import (
     follow_ups,
     record_outcomes,
 )
-from ticketbridge.app.settings import DispatchSettings
-from ticketbridge.app.writer import GroupCommit
+from ticketbridge.app.workers.group_commit import GroupCommit
 
 # (Also importable from here, where they were first defined.)
 __all__ = ["GO", "Dispatcher", "Guard", "Sender", "Verdict", "follow_ups", "record_outcomes"]

@@ -16,8 +16,8 @@ from ticketbridge.adapters.store.effects import (
     list_effects,
     replay_dead,
 )
-from ticketbridge.app.deps import AdminDep, ServicesDep
-from ticketbridge.app.schemas import EffectState, EffectSummary, ErrorBody
+from ticketbridge.app.http.deps import AdminDep, ServicesDep
+from ticketbridge.app.http.schemas import EffectState, EffectSummary, ErrorBody
 
 log = structlog.get_logger("ticketbridge.effects")
 # Effect ids fit the outbox's id column on every backend (a 4-byte integer on PostgreSQL):

@@ -17,12 +17,12 @@ from ticketbridge.adapters.inbound import freshdesk, generic, signatures, zendes
 from ticketbridge.adapters.inbound.auth import check_shared_secret
 from ticketbridge.adapters.inbound.errors import InboundError
 from ticketbridge.adapters.store.sql import StoreUnavailable
-from ticketbridge.app.body_budget import BodyBudget
 from ticketbridge.app.bootstrap import Services
-from ticketbridge.app.deps import from_state, services_of
+from ticketbridge.app.http.body_budget import BodyBudget
+from ticketbridge.app.http.deps import from_state, services_of
+from ticketbridge.app.http.schemas import ErrorBody, WebhookAccepted
 from ticketbridge.app.metrics import metrics_of
-from ticketbridge.app.schemas import ErrorBody, WebhookAccepted
-from ticketbridge.app.service import Incoming
+from ticketbridge.app.services.ingest import Incoming
 from ticketbridge.rules.model import TicketEvent
 
 router = APIRouter(tags=["webhooks"])

@@ -12,8 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from ticketbridge.adapters.store.sql import Store
-from ticketbridge.app.schemas import iso
-from ticketbridge.app.service import PolicyBook
+from ticketbridge.app.http.schemas import iso
+from ticketbridge.app.services.ingest import PolicyBook
 from ticketbridge.rules import Policy, Status, TicketState
 from ticketbridge.rules.model import TimerKind
 from ticketbridge.rules.timers import plan_timers

@@ -18,14 +18,14 @@ import ticketbridge
 from ticketbridge.adapters.store.sql import Announcement, redact_url
 from ticketbridge.app.bootstrap import Services, build_readers, build_senders, build_services
 from ticketbridge.app.clock import DatabaseClock
-from ticketbridge.app.dispatcher import Dispatcher
-from ticketbridge.app.guard import EffectGuard
+from ticketbridge.app.http.middleware import DirectApp, RequestContext
+from ticketbridge.app.http.routes import admin, effects, health, metrics, simulate, webhooks
 from ticketbridge.app.metrics import Metrics
-from ticketbridge.app.middleware import DirectApp, RequestContext
-from ticketbridge.app.routes import admin, effects, health, metrics, simulate, webhooks
-from ticketbridge.app.scheduler import Scheduler
 from ticketbridge.app.settings import Settings, load_settings
-from ticketbridge.app.wakeups import PgWakeups
+from ticketbridge.app.workers.dispatcher import Dispatcher
+from ticketbridge.app.workers.guard import EffectGuard
+from ticketbridge.app.workers.scheduler import Scheduler
+from ticketbridge.app.workers.wakeups import PgWakeups
 
 log = structlog.get_logger("ticketbridge")
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Request
 
 from ticketbridge.adapters.store.sql import StoreUnavailable
-from ticketbridge.app.deps import AdminDep, ServicesDep
-from ticketbridge.app.schemas import (
+from ticketbridge.app.http.deps import AdminDep, ServicesDep
+from ticketbridge.app.http.schemas import (
     AdminAccepted,
     EffectView,
     ErrorBody,
@@ -20,7 +20,7 @@ from ticketbridge.app.schemas import (
     TimerView,
     iso,
 )
-from ticketbridge.app.service import UnknownTicket, ingest
+from ticketbridge.app.services.ingest import UnknownTicket, ingest
 from ticketbridge.rules import EventKind, TicketEvent, TicketState
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep])

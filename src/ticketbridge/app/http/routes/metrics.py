@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ticketbridge.app.deps import ServicesDep
+from ticketbridge.app.http.deps import ServicesDep
 from ticketbridge.app.metrics import CONTENT_TYPE, metrics_of
 
 router = APIRouter(tags=["operations"])

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ticketbridge.adapters.store.sql import StoreUnavailable
-from ticketbridge.app.deps import ServicesDep
-from ticketbridge.app.schemas import Health
+from ticketbridge.app.http.deps import ServicesDep
+from ticketbridge.app.http.schemas import Health
 
 router = APIRouter(tags=["health"])
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from ticketbridge.app.explain import Explanation
-    from ticketbridge.app.simulate import SimulationResult
-    from ticketbridge.app.timeline import Timeline
+    from ticketbridge.app.services.explain import Explanation
+    from ticketbridge.app.simulation.simulate import SimulationResult
+    from ticketbridge.app.simulation.timeline import Timeline
     from ticketbridge.rules import Policy
 
 policy_cli = typer.Typer(
@@ -57,7 +57,7 @@ def _load_policy(path: Path | None) -> Policy:
 
 
 def _load_timeline(path: Path) -> Timeline:
-    from ticketbridge.app.timeline import TimelineError, parse_timeline
+    from ticketbridge.app.simulation.timeline import TimelineError, parse_timeline
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -70,7 +70,7 @@ def _load_timeline(path: Path) -> Timeline:
 
 
 def _horizon(value: str | None) -> timedelta | None:
-    from ticketbridge.app.timeline import parse_offset
+    from ticketbridge.app.simulation.timeline import parse_offset
 
     if value is None:
         return None
@@ -131,7 +131,7 @@ def simulate_command(
     Nothing is sent and nothing is stored: the service's own code runs on a throwaway
     in-memory store with a virtual clock.
     """
-    from ticketbridge.app.simulate import simulate
+    from ticketbridge.app.simulation.simulate import simulate
 
     loaded = _load_timeline(timeline)
     result = simulate(loaded, _load_policy(policy), horizon=_horizon(horizon))
@@ -169,10 +169,10 @@ def explain_command(
     Reads the database named by TICKETBRIDGE_DATABASE_URL; the ticket's pinned policy comes
     from it too (or TICKETBRIDGE_POLICY_FILE when the pinned one is the one in force).
     """
-    from ticketbridge.app.cli import _settings_or_exit
-    from ticketbridge.app.cli_effects import _store
-    from ticketbridge.app.explain import explain_ticket
-    from ticketbridge.app.service import PolicyBook
+    from ticketbridge.app.cli.effects import _store
+    from ticketbridge.app.cli.main import _settings_or_exit
+    from ticketbridge.app.services.explain import explain_ticket
+    from ticketbridge.app.services.ingest import PolicyBook
     from ticketbridge.app.settings import Settings
 
     settings = _settings_or_exit()
@@ -216,8 +216,8 @@ def diff(
     """
     import json
 
-    from ticketbridge.app.policy_diff import diff_results, render_diff
-    from ticketbridge.app.simulate import simulate
+    from ticketbridge.app.simulation.policy_diff import diff_results, render_diff
+    from ticketbridge.app.simulation.simulate import simulate
 
     before, after = _load_policy(old), _load_policy(new)
     files = _timeline_files(timelines)

@@ -12,11 +12,11 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from ticketbridge.app.cli_config import config_cli
-from ticketbridge.app.cli_effects import effects_cli
-from ticketbridge.app.cli_fixtures import record, replay
-from ticketbridge.app.cli_policy_schema import schema_command
-from ticketbridge.app.cli_simulate import explain_command, policy_cli, simulate_command
+from ticketbridge.app.cli.config import config_cli
+from ticketbridge.app.cli.effects import effects_cli
+from ticketbridge.app.cli.fixtures import record, replay
+from ticketbridge.app.cli.policy_schema import schema_command
+from ticketbridge.app.cli.simulate import explain_command, policy_cli, simulate_command
 from ticketbridge.app.policy import PolicyError, load_policy
 
 # Young-generation collections: CPython's default runs one every 700 net allocations, about
@@ -56,9 +56,9 @@ def serve(
     """Run the service (migrates the store on start unless told not to)."""
     import uvicorn
 
-    from ticketbridge.app.http_limits import HttpLimits, protocol_class
+    from ticketbridge.app.http.app import create_app
+    from ticketbridge.app.http.limits import HttpLimits, protocol_class
     from ticketbridge.app.logging import configure_logging
-    from ticketbridge.app.main import create_app
     from ticketbridge.app.settings import Settings
 
     settings = _settings_or_exit()
@@ -140,7 +140,7 @@ def openapi(
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
     """Print the HTTP API's OpenAPI document (YAML), as published in openapi.yaml."""
-    from ticketbridge.app.main import create_app
+    from ticketbridge.app.http.app import create_app
 
     text = yaml.safe_dump(
         json.loads(json.dumps(create_app().openapi())), sort_keys=False, allow_unicode=True

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from ticketbridge.app.simulate import SimulatedEffect, SimulationResult
+from ticketbridge.app.simulation.simulate import SimulatedEffect, SimulationResult
 
 Change = Literal["added", "removed", "moved", "changed"]
 

@@ -15,7 +15,7 @@ import structlog
 
 from ticketbridge.adapters.store.sql import Store, StoreUnavailable
 from ticketbridge.app.clock import Clock
-from ticketbridge.app.service import (
+from ticketbridge.app.services.ingest import (
     PolicyBook,
     PreparedTimer,
     TimerRun,

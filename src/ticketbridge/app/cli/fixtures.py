@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def _settings() -> Settings:
-    from ticketbridge.app.cli import _settings_or_exit
+    from ticketbridge.app.cli.main import _settings_or_exit
     from ticketbridge.app.settings import Settings
 
     settings = _settings_or_exit()

@@ -9,12 +9,12 @@ import yaml
 from fastapi import APIRouter, Body, HTTPException, Request
 
 from ticketbridge.adapters.store.sql import StoreUnavailable
-from ticketbridge.app.deps import AdminDep, ServicesDep
-from ticketbridge.app.explain import Explanation, explain_ticket
+from ticketbridge.app.http.deps import AdminDep, ServicesDep
+from ticketbridge.app.http.schemas import ErrorBody
 from ticketbridge.app.policy import PolicyError, parse_policy
-from ticketbridge.app.schemas import ErrorBody
-from ticketbridge.app.simulate import SimulationResult, simulate
-from ticketbridge.app.timeline import TimelineError, validate_timeline
+from ticketbridge.app.services.explain import Explanation, explain_ticket
+from ticketbridge.app.simulation.simulate import SimulationResult, simulate
+from ticketbridge.app.simulation.timeline import TimelineError, validate_timeline
 from ticketbridge.rules import Policy
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep])

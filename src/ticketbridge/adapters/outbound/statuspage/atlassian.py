@@ -59,7 +59,7 @@ from ticketbridge.adapters.outbound.errors import (
     send_request,
 )
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
-from ticketbridge.adapters.outbound.status_page import (
+from ticketbridge.adapters.outbound.statuspage.sender import (
     COMPONENT_STATUSES,
     IMPACTS,
     OPEN_STATUSES,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from string import Template
 from typing import Any, Protocol
 
-from ticketbridge.adapters.outbound.base import Sent
 from ticketbridge.adapters.outbound.errors import AdapterError
+from ticketbridge.adapters.outbound.ports import Sent
 from ticketbridge.adapters.store.sql import OutboxRow, UnitOfWork
 
 

@@ -40,7 +40,7 @@ def _store() -> Iterator[Store]:
     import sqlalchemy as sa
 
     from ticketbridge.adapters.store.sql import Store, StoreUnavailable, redact_url
-    from ticketbridge.app.cli import _settings_or_exit
+    from ticketbridge.app.cli.main import _settings_or_exit
     from ticketbridge.app.settings import Settings
 
     settings = _settings_or_exit()

@@ -1,0 +1,1 @@
+"""Atlassian Statuspage: the sender port and the API client."""

@@ -1,0 +1,1 @@
+"""The HTTP face: the app factory, dependencies, schemas, middleware, limits and routes."""

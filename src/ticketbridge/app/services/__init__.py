@@ -1,0 +1,1 @@
+"""Use cases: ingesting webhooks, firing timers, explaining a ticket."""

@@ -1,0 +1,1 @@
+"""What-if tools: simulate a ticket timeline, compare policies."""

@@ -1,0 +1,1 @@
+"""Background work: group commit, outbox dispatcher, guard, timer scheduler, wake-ups."""
