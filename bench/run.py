@@ -1,4 +1,4 @@
-"""ticketbridge benchmark (DESIGN.md section 5). A measurement, not a test: it never fails on a
+"""ticketbridge benchmark (docs/benchmarks.md). A measurement, not a test: it never fails on a
 missed target, it reports it.
 
     .venv/bin/python bench/run.py        # or: make bench

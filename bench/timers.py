@@ -1,4 +1,4 @@
-"""Timer benchmark (RELIABILITY.md item 13 at scale). A measurement, not a test: it never fails
+"""Timer benchmark (docs/reliability.md, timers, at scale). A measurement, not a test: it never fails
 on a missed target, it reports it.
 
     .venv/bin/python bench/timers.py

@@ -95,7 +95,7 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
 
 
 def default_policy_text() -> str:
-    """The built-in policy, exactly the table in DESIGN.md section 1."""
+    """The built-in policy, exactly the table in docs/procedure.md."""
     return files("ticketbridge.app").joinpath("default_policy.yaml").read_text(encoding="utf-8")
 
 

@@ -1,5 +1,5 @@
 """What an incident leaves behind: the recorded timeline, the post-event write-up and follow-up
-GitHub issues, and the status-page incident of a system-wide ticket (DESIGN.md section 1).
+GitHub issues, and the status-page incident of a system-wide ticket (docs/procedure.md).
 
 Pure like the rest of ``rules``: the effects carry everything the adapters need, keyed so that
 each happens once (``github:<ticket>:write_up:1`` is the write-up whatever the retries).

@@ -1,4 +1,4 @@
-"""The support procedure as data: priorities, calendars, windows (DESIGN.md section 1)."""
+"""The support procedure as data: priorities, calendars, windows (docs/policy.md)."""
 
 from __future__ import annotations
 

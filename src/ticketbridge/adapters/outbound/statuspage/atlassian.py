@@ -1,7 +1,7 @@
 """Atlassian Statuspage (REST API v1): the StatusPage port for ``api.statuspage.io``.
 
-Wire (DESIGN.md §3, ../shared/VENDORS.md §1d; [S] = seen in a secondary source, [U] =
-unverified, not confirmed against a live page):
+Wire (Atlassian's public API reference; [S] = seen in a secondary source, [U] = unverified,
+not confirmed against a live page):
 
 - ``Authorization: OAuth <api key>`` [S]; JSON bodies [S].
 - ``POST /v1/pages/{page}/incidents`` ``{"incident": {name, status, impact_override, body,
