@@ -1,56 +1,23 @@
 """RollingWindowLimiter: never more than max_rate calls in any window of time_period.
 
-Every test runs on an event loop whose clock is virtual: when nothing is ready to run, the
-loop jumps to its next timer instead of sleeping, so each call's time is exact and a test
-takes no wall-clock time.
+Every test runs on a virtual-time loop (the limiter's clock is the loop's): each call's time
+is exact and a test takes no wall-clock time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import selectors
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from tests.virtual_time import on_virtual_time
 from ticketbridge.adapters.outbound.ratelimit import MARGIN, RollingWindowLimiter
 
 PERIOD = 0.2
 HOLD = PERIOD * (1 + MARGIN)  # how long one call holds its slot
 RATE = 5
 CALLS = 15
-T = TypeVar("T")
-
-
-class _JumpingSelector(selectors.DefaultSelector):
-    """Polls without waiting; a wait for a timer moves the loop's virtual clock instead."""
-
-    def __init__(self, loop: VirtualTimeLoop) -> None:
-        super().__init__()
-        self._loop = loop
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if not ready and timeout is not None:
-            self._loop.now += timeout
-        elif not ready:
-            raise RuntimeError("the test waits on nothing that could ever come")
-        return ready
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    def __init__(self) -> None:
-        self.now = 0.0
-        super().__init__(selector=_JumpingSelector(self))
-
-    def time(self) -> float:
-        return self.now
-
-
-def on_virtual_time(main: Callable[[], Awaitable[T]]) -> T:
-    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
-        return runner.run(main())  # type: ignore[arg-type]
 
 
 def peak(times: list[float], period: float) -> int:
