@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit docs container-check container-smoke fault bench bench-timers bench-replicas openapi clean
+.PHONY: run test lint typecheck unit docs container-check container-smoke fault bench bench-timers bench-replicas openapi clean mutation
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,21 @@ bench-timers: $(STAMP)  ## 100,000 pending timers, 10,000 due in one second, ~2 
 
 bench-replicas: $(STAMP)  ## PostgreSQL, one replica and two, beside SQLite, ~5 min
 	$(BIN)/python bench/replicas.py
+
+# Not part of `make test`: mutants of rules/ against the rules' fast tests ([tool.mutmut] in
+# pyproject.toml). Bounded by MUTATION_TIMEOUT seconds; prints the score and every mutant not
+# killed (`.venv/bin/mutmut show NAME` shows one as a diff).
+MUTATION_TIMEOUT ?= 2700
+mutation: $(STAMP)  ## mutation score of rules/ and its surviving mutants, ~30 min
+	rm -rf mutants && mkdir mutants
+	timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run > mutants/run.log 2>&1 || \
+	  { tail -c 3000 mutants/run.log; echo "mutation: mutmut failed or ran past $(MUTATION_TIMEOUT) s" >&2; exit 1; }
+	$(BIN)/mutmut export-cicd-stats > /dev/null
+	$(BIN)/mutmut results
+	@$(BIN)/python -c 'import json; s = json.load(open("mutants/mutmut-cicd-stats.json")); \
+	  s["score"] = 100 * s["killed"] / s["total"]; \
+	  print("rules/: %(killed)d of %(total)d mutants killed (%(score).1f %%); %(survived)d survived, \
+	  %(no_tests)d reached by no test, %(timeout)d timed out" % s)'
 
 openapi: $(STAMP)
 	$(BIN)/ticketbridge openapi --output openapi.yaml

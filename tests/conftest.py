@@ -39,6 +39,8 @@ from ticketbridge.rules import Policy
 # The machine is shared and noisy: no per-example deadline, a fixed example budget.
 hypothesis_settings.register_profile("ticketbridge", deadline=None, max_examples=200)
 hypothesis_settings.load_profile("ticketbridge")
+# `make mutation` runs the rules' tests once per mutant: fewer examples, each run short.
+hypothesis_settings.register_profile("mutation", deadline=None, max_examples=25)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "fd-secret-do-not-log"

@@ -15,7 +15,7 @@ async def settle() -> None:
 
 @contextmanager
 def loop_clock_advanced(seconds: float) -> Iterator[None]:
-    """Move the running loop's clock (what aiolimiter and call_at read) forward, instantly."""
+    """Move the running loop's clock (what limiters and call_at read) forward, instantly."""
     loop = asyncio.get_running_loop()
     real_time = loop.time
     loop.time = lambda: real_time() + seconds  # type: ignore[method-assign]

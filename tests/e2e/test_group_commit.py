@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import make_settings
+from tests.virtual_time import on_virtual_time
 from ticketbridge.adapters.store.schema import policies
 from ticketbridge.adapters.store.sql import PG_NOWAIT_LOCK_MS, Store, StoreUnavailable, UnitOfWork
 from ticketbridge.app.bootstrap import PG_LINGER_MS, Services
@@ -147,22 +148,29 @@ async def test_the_wait_for_company_is_bounded(store: Store) -> None:
     assert sum(batches) == 100
 
 
-async def test_after_a_lone_job_nothing_waits(store: Store) -> None:
-    writer, batches = _writer(store, linger=2.0, linger_step=0.5)
-    try:
-        await writer.submit(_save("first"))
-        started = time.monotonic()
-        await writer.submit(_save("second"))
-        elapsed = time.monotonic() - started
-        await asyncio.gather(*(writer.submit(_save(f"w{i}")) for i in range(3)))
-        started = time.monotonic()
-        await writer.submit(_save("after-three"))  # nothing else comes: one step, no more
-        waited = time.monotonic() - started
-    finally:
-        await writer.close()
+def test_after_a_lone_job_nothing_waits(store: Store) -> None:
+    """Timed on the writer's own clock (the loop's, virtual here): a step is 0.5 s."""
+
+    async def main() -> tuple[list[int], float, float]:
+        loop = asyncio.get_running_loop()
+        writer, batches = _writer(store, linger=2.0, linger_step=0.5)
+        try:
+            await writer.submit(_save("first"))
+            started = loop.time()
+            await writer.submit(_save("second"))
+            elapsed = loop.time() - started
+            await asyncio.gather(*(writer.submit(_save(f"w{i}")) for i in range(3)))
+            started = loop.time()
+            await writer.submit(_save("after-three"))  # nothing else comes: one step, no more
+            waited = loop.time() - started
+        finally:
+            await writer.close()
+        return batches, elapsed, waited
+
+    batches, elapsed, waited = on_virtual_time(main)
     assert batches == [1, 1, 3, 1]
-    assert elapsed < 0.45  # no step (0.5 s) waited after a lone job
-    assert 0.5 <= waited < 1.5  # one step waited after the batch of three, not the whole linger
+    assert elapsed == 0  # no step waited after a lone job
+    assert waited == 0.5  # one step waited after the batch of three, not the whole linger
 
 
 async def test_a_failing_job_fails_alone_and_the_others_commit(store: Store, mode: str) -> None:
@@ -217,17 +225,22 @@ async def test_inline_a_lock_held_by_another_process_is_waited_for_off_the_loop(
     other.execute("BEGIN IMMEDIATE")  # the other process's write transaction
     try:
         job = asyncio.ensure_future(writer.submit(_save("waited")))
-        ticks = 0
-        for _ in range(10):  # the loop keeps running while the writer waits
+        gaps: list[float] = []
+        last = time.monotonic()
+        for _ in range(50):  # 1 s of ticks: the loop keeps running while the writer waits
             await asyncio.sleep(0.02)
-            ticks += 1
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
         assert not job.done()
         other.execute("COMMIT")
         assert await asyncio.wait_for(job, 10) == "waited"
     finally:
         other.close()
         await writer.close()
-    assert ticks == 10
+    # The loop's thread never waited on the lock, which was held for the whole second; the
+    # bound leaves room for a busy machine's scheduling, not for a wait on the lock.
+    assert max(gaps) < 0.5
     assert batches == [1]  # the busy batch went through ``run_db``
     assert _saved(store) == {"waited"}
     store.close()

@@ -7,22 +7,27 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.conftest import freshdesk_body
 from ticketbridge.app.simulation.simulate import simulate, summarise
 from ticketbridge.app.simulation.timeline import Timeline, format_offset
 
 URL = "https://acme.freshdesk.com/helpdesk/tickets/11"
+STEPS = 1000  # due times ``run_until`` steps through before it fails
 
 
 async def run_until(h: Any, clock: Any, end: datetime) -> None:
     """Fire every timer due up to ``end``, stepping the clock from due time to due time."""
     store = h.services.store
-    for _ in range(1000):
+    for _ in range(STEPS):
         due = store.next_timer_due()
         if due is None or due > end.timestamp():
             break
         clock.set(max(clock.now(), datetime.fromtimestamp(due, UTC)))
         await h.app.state.scheduler.run_once()
+    else:
+        pytest.fail(f"more than {STEPS} due times before {end}")
     clock.set(end)
 
 

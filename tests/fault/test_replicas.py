@@ -43,8 +43,13 @@ FIRE_TIMEOUT = 60.0  # after the deadline, for every timer to have fired
 BATCH = 250
 
 
-def open_tickets(url: str, due: float) -> None:
-    """Open TICKETS Medium tickets whose Tier-One (2 h) deadline is ``due``, in one go."""
+# Opened once every timer has fired, due at once: when a replica fires it, that replica's
+# scheduler has polled past every timer due before it.
+LAST_TICKET = "last"
+
+
+def open_tickets(url: str, due: float, tickets: list[str]) -> None:
+    """Open Medium tickets whose Tier-One (2 h) deadline is ``due``, in one go."""
     policy = load_policy(None)
     window = policy.for_priority(Priority.MEDIUM).tier_one.within
     opened = datetime.fromtimestamp(due, UTC) - window
@@ -53,25 +58,27 @@ def open_tickets(url: str, due: float) -> None:
     try:
         book.remember_current(store, at=opened.timestamp())
         with store.unit_of_work() as uow:
-            for n in range(TICKETS):
+            for ticket in tickets:
                 event = TicketEvent(
                     source="freshdesk",
-                    ticket_id=str(900_000 + n),
+                    ticket_id=ticket,
                     kind=EventKind.CREATED,
                     priority=Priority.MEDIUM,
                     status=Status.OPEN,
                     status_label="Open",
                     occurred_at=opened,
                 )
-                ingest_in(uow, event=event, dedup_key=f"r{n}", now=opened, policies=book)
+                ingest_in(uow, event=event, dedup_key=f"r{ticket}", now=opened, policies=book)
     finally:
         store.close()
 
 
-def fired_count(engine: sa.Engine) -> int:
+def fired_count(engine: sa.Engine, *, ticket: str | None = None) -> int:
+    """Tier-One timers fired: of ``ticket``, or of every ticket but LAST_TICKET."""
     with engine.connect() as conn:
+        which = timers.c.ticket_id == ticket if ticket else timers.c.ticket_id != LAST_TICKET
         query = sa.select(sa.func.count()).where(
-            timers.c.kind == "tier_one", timers.c.status == "fired"
+            timers.c.kind == "tier_one", timers.c.status == "fired", which
         )
         return int(conn.execute(query).scalar_one())
 
@@ -110,7 +117,8 @@ def test_two_replicas_one_killed_mid_flight_fire_every_timer_once(
         b.wait_healthy(STARTUP_TIMEOUT)
         due = time.time() + LEAD_SECONDS
         started = time.monotonic()
-        open_tickets(url, due)  # the replicas learn of the new timers by polling
+        tickets = [str(900_000 + n) for n in range(TICKETS)]
+        open_tickets(url, due, tickets)  # the replicas learn of the new timers by polling
         ingest_seconds = time.monotonic() - started
         assert time.time() < due - 1, f"ingest took {ingest_seconds:.1f} s: past the deadline"
         assert fired_count(engine) == 0
@@ -126,7 +134,14 @@ def test_two_replicas_one_killed_mid_flight_fire_every_timer_once(
                 break
             time.sleep(0.01)
         finished_after = time.time() - due
-        time.sleep(1.0)  # bounded: a double fire would come from B's next poll
+        # A double fire would come from B's next polls: wait (bounded) until B has polled past
+        # every timer due so far, which is when it fires one due after them all.
+        open_tickets(url, time.time(), [LAST_TICKET])
+        for _ in range(int(FIRE_TIMEOUT / 0.05)):
+            if fired_count(engine, ticket=LAST_TICKET):
+                break
+            time.sleep(0.05)
+        assert fired_count(engine, ticket=LAST_TICKET) == 1, b.log_tail()
 
         with engine.connect() as conn:
             fired = fired_count(engine)
@@ -143,12 +158,11 @@ def test_two_replicas_one_killed_mid_flight_fire_every_timer_once(
             for ticket, detail in rows
             if detail.get("timer") == "tier_one" and "tier_one fired" in detail.get("note", "")
         )
-        tickets = {str(900_000 + n) for n in range(TICKETS)}
         twice = sorted(t for t, n in fires.items() if n > 1)
         lost = sorted(t for t in tickets if fires[t] == 0 or reassigns[t] != 1)
         # B's log says what B committed; A may die between a commit and its log line, so A's
         # share is what the database holds beyond B's.
-        by_b = committed_by(b.log_path)
+        by_b = committed_by(b.log_path) - 1  # LAST_TICKET's: A was dead by then
         by_a = fired - by_b
         figure = (
             f"two replicas: fired twice {len(twice)}, lost {len(lost)} of {TICKETS}; "

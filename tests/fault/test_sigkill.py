@@ -39,10 +39,10 @@ from tests.conftest import PostgresServer
 from tests.fakes.victorops import AlertRequest, FakeVictorOps
 from tests.fault.process import TicketbridgeProcess
 
-pytestmark = pytest.mark.fault
-
 WEBHOOKS = int(os.environ.get("TB_FAULT_WEBHOOKS", "1500"))
 BUDGET = float(os.environ.get("TB_FAULT_BUDGET", str(max(90.0, 90.0 * WEBHOOKS / 1500))))
+# The run ends itself within BUDGET; the timeout is for a hang past it (start-up, teardown).
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(max(300.0, BUDGET + 120.0))]
 SEED = int(os.environ.get("TB_FAULT_SEED", str(random.SystemRandom().randrange(1 << 30))))
 SENDERS = 16
 # Seconds of uptime between kills, uniformly drawn: short enough for several kills while a

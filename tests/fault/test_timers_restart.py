@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,9 @@ ENGAGEMENT_S = 6  # Urgent initial-engagement window
 OUTAGE_MARGIN = 1.0  # stay down this long past the last deadline
 STARTUP_TIMEOUT = 30.0
 ARRIVAL_TIMEOUT = 20.0  # after the restart, for every expected bridge, INFO and RECOVERY
-DUPLICATE_GRACE = 2.5  # then keep watching for doubles (the scheduler polls every 1 s)
+# Opened (Urgent) once the rest has arrived, its Tier-One deadline just past: its bridge
+# means the scheduler has polled past every timer due before it, where doubles would be.
+LAST_TICKET = 799_999
 SENDERS = 8
 WEBHOOK_SECRET = "s"
 ADMIN_TOKEN = "a"
@@ -135,6 +137,34 @@ def alerts(vo: FakeVictorOps, message_type: str) -> Counter[int]:
 
 def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
+
+
+def await_quiet(server: TicketbridgeProcess, vo: FakeVictorOps, helpdesk: FakeFreshdesk) -> None:
+    """Wait (bounded) until the scheduler has fired LAST_TICKET's Tier-One timer, due after
+    every other timer that was due, and then no effect is queued or in flight: a double
+    bridge, from a timer fired twice, would have been sent by then."""
+    helpdesk.set_ticket(LAST_TICKET, priority=URGENT_CODE, status=OPEN_CODE)
+    opened = datetime.fromtimestamp(time.time() - TIER_ONE_S, UTC)
+    body = freshdesk_body(LAST_TICKET, ticket_updated_at=opened.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert post_all(server.base_url, [body])[0][0] == 202
+    fired = vo.wait_until(lambda fake: LAST_TICKET in bridges(fake), timeout=ARRIVAL_TIMEOUT)
+    assert fired, f"no bridge for the last ticket\n{server.log_tail()}"
+    with httpx.Client(
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=5.0,
+        trust_env=False,
+    ) as admin:
+        for _ in range(int(ARRIVAL_TIMEOUT / 0.1)):
+            waiting = [
+                effect
+                for state in ("pending", "retrying")
+                for effect in admin.get("/v1/effects", params={"state": state}).json()["effects"]
+            ]
+            if not waiting:
+                return
+            time.sleep(0.1)
+    pytest.fail(f"effects still queued: {waiting[:5]}\n{server.log_tail()}")
 
 
 def test_timers_due_while_down_fire_once_on_restart(
@@ -235,9 +265,10 @@ def run_scenario(
 
     vo.wait_until(arrived, timeout=ARRIVAL_TIMEOUT)
     arrival_seconds = time.time() - restarted_at
-    time.sleep(DUPLICATE_GRACE)  # bounded: doubles would come from the next scheduler polls
+    await_quiet(server, vo, helpdesk)
 
     bridge_counts = bridges(vo)
+    assert bridge_counts.pop(LAST_TICKET) == 1
     info_counts = alerts(vo, "INFO")
     recovered = alerts(vo, "RECOVERY")
     fired_once = sum(1 for t in unresolved if bridge_counts[t] == 1)

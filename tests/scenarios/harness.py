@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 import respx
 
 from tests.conftest import AppHarness, freshdesk_body
@@ -16,6 +17,8 @@ FD = "https://acme.freshdesk.com"
 VO_API = "https://vo-api.test"
 PRIORITY_CODES = {"Low": 1, "Medium": 2, "High": 3, "Urgent": 4}
 STATUS_CODES = {"Open": 2, "Pending": 3, "Resolved": 4, "Closed": 5}
+ROUNDS = 20  # of firing and sending at one instant, before ``settle`` fails
+STEPS = 10_000  # due times ``run_until`` steps through before it fails
 
 
 @dataclass
@@ -88,22 +91,27 @@ class Scenario:
         await self.settle()
 
     async def settle(self) -> None:
-        """Fire what is due now and deliver every effect that results."""
-        for _ in range(20):
+        """Fire what is due now and deliver every effect that results; fail if that never
+        ends (a timer that keeps re-arming itself for now, an effect that keeps coming)."""
+        for _ in range(ROUNDS):
             run = await self.h.app.state.scheduler.run_once()
             sent = await self.h.dispatcher.drain()
             if not run.fired and not sent:
                 return
+        pytest.fail(f"still firing or sending after {ROUNDS} rounds at {self._at()}")
 
     async def run_until(self, offset: timedelta) -> None:
-        """Step the clock from due time to due time up to ``start + offset``."""
+        """Step the clock from due time to due time up to ``start + offset``; fail if the
+        due times do not reach it within STEPS (timers armed ever closer together)."""
         end = self.start + offset
         store = self.h.services.store
-        for _ in range(10_000):
+        for _ in range(STEPS):
             await self.settle()
             due = store.next_timer_due()
             if due is None or due > end.timestamp():
                 break
             self.clock.set(max(self.clock.now(), datetime.fromtimestamp(due, end.tzinfo)))
+        else:
+            pytest.fail(f"more than {STEPS} due times before {offset}")
         self.clock.set(end)
         await self.settle()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -104,9 +103,7 @@ async def test_pending_for_72_hours_is_closed(scenario: Scenario) -> None:
     await s.webhook(4, "Low", ticketbridge_event="agent_reply")
     await s.run_until(10 * M)
     await s.webhook(4, "Low", "Pending", triggered="{status:{from:2,to:3}}")
-    started = time.perf_counter()
     await s.run_until(80 * H)
-    elapsed = time.perf_counter() - started
     assert s.calls == [
         # Pending is still unresolved: Tier One hands it over at 4 h like any Low ticket.
         ("240m", 'PUT /tickets/4 {"group_id": 99, "responder_id": null}'),
@@ -114,7 +111,6 @@ async def test_pending_for_72_hours_is_closed(scenario: Scenario) -> None:
         ("4330m", "note Closed by ticketbridge"),
         ("4330m", 'PUT /tickets/4 {"status": 5}'),
     ]
-    assert elapsed < 1.0, f"the 72 h scenario took {elapsed:.2f}s"
 
 
 async def test_a_customer_reply_cancels_the_auto_close(scenario: Scenario) -> None:

@@ -14,6 +14,7 @@ import pytest
 import respx
 
 from tests.e2e.test_signed_sources import ZD_SECRET, zendesk_body, zendesk_headers
+from tests.scenarios.harness import ROUNDS, STEPS
 
 ZD = "https://acme.zendesk.com"
 H = timedelta(hours=1)
@@ -62,21 +63,24 @@ class ZendeskWorld:
         await self.settle()
 
     async def settle(self) -> None:
-        for _ in range(20):
+        for _ in range(ROUNDS):
             run = await self.h.app.state.scheduler.run_once()
             sent = await self.h.dispatcher.drain()
             if not run.fired and not sent:
                 return
+        pytest.fail(f"still firing or sending after {ROUNDS} rounds")
 
     async def run_until(self, offset: timedelta) -> None:
         end = self.start + offset
         store = self.h.services.store
-        for _ in range(1000):
+        for _ in range(STEPS):
             await self.settle()
             due = store.next_timer_due()
             if due is None or due > end.timestamp():
                 break
             self.clock.set(max(self.clock.now(), self.clock.now().fromtimestamp(due, end.tzinfo)))
+        else:
+            pytest.fail(f"more than {STEPS} due times before {offset}")
         self.clock.set(end)
         await self.settle()
 

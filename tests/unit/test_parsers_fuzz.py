@@ -162,12 +162,25 @@ def parse_or_refuse(source: str, raw: bytes, delivery_id: Headers) -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "valid"), [("zendesk", ZENDESK_VALID), ("generic", GENERIC_VALID)]
+    ("source", "valid", "expected"),
+    [
+        ("zendesk", ZENDESK_VALID, ("zendesk", "11", ("vip", "billing"), ("api", "web"))),
+        ("generic", GENERIC_VALID, ("acme-desk", "T-1", ("vip",), ("api",))),
+    ],
 )
 def test_the_valid_bodies_the_near_misses_start_from_parse(
-    source: str, valid: dict[str, Any]
+    source: str, valid: dict[str, Any], expected: tuple[Any, ...]
 ) -> None:
-    PARSERS[source](json.dumps(valid).encode(), (None, None))
+    parsed, key = PARSERS[source](json.dumps(valid).encode(), (None, None))
+    assert (parsed.source, parsed.ticket_id, parsed.tags, parsed.components) == expected
+    assert (parsed.kind.value, parsed.priority.value, parsed.status.value) == (
+        "created",
+        "urgent",
+        "open",
+    )
+    assert parsed.occurred_at == NOW
+    assert parsed.subject == "Checkout fails"
+    assert key
 
 
 @pytest.mark.parametrize("source", list(PARSERS))
