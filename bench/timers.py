@@ -1,5 +1,5 @@
-"""Timer benchmark (docs/reliability.md, timers, at scale). A measurement, not a test: it never fails
-on a missed target, it reports it.
+"""Timer benchmark (docs/reliability.md, timers, at scale). A measurement, not a test: it never
+fails on a missed target, it reports it.
 
     .venv/bin/python bench/timers.py
 
