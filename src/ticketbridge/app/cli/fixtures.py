@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import typer
 
 if TYPE_CHECKING:
-    from ticketbridge.app.recording import ReplaySecrets, Sent, SourceSecrets
+    from ticketbridge.app.recording.proxy import SourceSecrets
+    from ticketbridge.app.recording.replay import ReplaySecrets, Sent
     from ticketbridge.app.settings import Settings
 
 
@@ -61,7 +62,7 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 def _sink_secrets() -> SourceSecrets:
-    from ticketbridge.app.recording import SourceSecrets
+    from ticketbridge.app.recording.proxy import SourceSecrets
 
     settings = _settings()
     return SourceSecrets(
@@ -106,13 +107,9 @@ def record(
     """
     import uvicorn
 
-    from ticketbridge.app.recording import (
-        FixtureError,
-        FixtureWriter,
-        Scrubber,
-        SourceSecrets,
-        create_recorder_app,
-    )
+    from ticketbridge.app.recording.fixtures import FixtureError, FixtureWriter
+    from ticketbridge.app.recording.proxy import SourceSecrets, create_recorder_app
+    from ticketbridge.app.recording.scrub import Scrubber
 
     host, port = _listen(listen)
     target = _base_url(forward, "--forward") if forward is not None else None
@@ -158,7 +155,7 @@ def _replay_secrets(
 ) -> ReplaySecrets:
     """Options first, then the first of the service's own setting for each source needed."""
     from ticketbridge.adapters.inbound.signatures import standard_secret
-    from ticketbridge.app.recording import ReplaySecrets
+    from ticketbridge.app.recording.replay import ReplaySecrets
 
     given = {"freshdesk": freshdesk, "zendesk": zendesk, "generic": generic}
     if any(given[s] is None for s in needed):
@@ -257,8 +254,9 @@ def replay(
     """
     import httpx
 
-    from ticketbridge.app.recording import FixtureError, gaps, load_fixtures
-    from ticketbridge.app.recording import replay as send_all
+    from ticketbridge.app.recording.fixtures import FixtureError, load_fixtures
+    from ticketbridge.app.recording.replay import gaps
+    from ticketbridge.app.recording.replay import replay as send_all
 
     base = _base_url(to, "--to")
     try:
