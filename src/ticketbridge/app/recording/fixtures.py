@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ticketbridge.adapters.inbound.sources import SOURCES
 from ticketbridge.app.recording.scrub import Scrubber
 
-SOURCES = ("freshdesk", "zendesk", "generic")
 # Lower-case header names a fixture keeps. Everything else is dropped, notably Authorization,
 # X-Zendesk-Webhook-Signature(-Timestamp), webhook-signature and webhook-timestamp.
 KEPT_HEADERS = (
@@ -104,7 +104,7 @@ def read_fixture(path: Path) -> Fixture:
     if not isinstance(document, dict):
         raise FixtureError(f"{path}: a fixture is a JSON object")
     source = document.get("source")
-    if source not in SOURCES:
+    if not isinstance(source, str) or source not in SOURCES:
         raise FixtureError(f"{path}: source must be one of {', '.join(SOURCES)}")
     offset = document.get("offset_seconds", 0)
     if isinstance(offset, bool) or not isinstance(offset, int | float) or not offset >= 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,14 +13,14 @@ from typing import Any
 import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ticketbridge.adapters.inbound import signatures
-from ticketbridge.adapters.inbound.auth import check_shared_secret
-from ticketbridge.adapters.inbound.errors import Unauthorized
-from ticketbridge.app.recording.fixtures import SOURCES, FixtureWriter
+from ticketbridge.adapters.inbound.errors import InboundError, Unauthorized
+from ticketbridge.adapters.inbound.sources import SOURCES, Headers, first_headers
+from ticketbridge.app.http.body import PayloadTooLarge, read_body
+from ticketbridge.app.recording.fixtures import FixtureWriter
 
 DEFAULT_MAX_BODY = 1024 * 1024
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the proxy recomputes: never relayed.
@@ -50,51 +50,22 @@ class SourceSecrets:
     zendesk: tuple[str, ...] = field(default=(), repr=False)
     generic: tuple[str, ...] = field(default=(), repr=False)
 
+    def of(self, source: str) -> tuple[str, ...]:
+        """The secrets of ``source``."""
+        value: tuple[str, ...] = getattr(self, source)
+        return value
+
 
 def authentic(
-    source: str, headers: Mapping[str, str], raw: bytes, secrets: SourceSecrets, now: datetime
+    source: str, headers: Headers, raw: bytes, secrets: SourceSecrets, now: datetime
 ) -> bool:
     """Whether the service itself would take these credentials (its own verifiers)."""
+    entry = SOURCES[source]
     try:
-        if source == "freshdesk":
-            check_shared_secret(
-                headers.get("authorization"), [s.encode() for s in secrets.freshdesk]
-            )
-        elif source == "zendesk":
-            signatures.verify_zendesk(
-                body=raw,
-                signature=headers.get("x-zendesk-webhook-signature"),
-                timestamp=headers.get("x-zendesk-webhook-signature-timestamp"),
-                secrets=[s.encode() for s in secrets.zendesk],
-                now=now,
-            )
-        else:
-            signatures.verify_standard(
-                body=raw,
-                msg_id=headers.get("webhook-id"),
-                timestamp=headers.get("webhook-timestamp"),
-                signature=headers.get("webhook-signature"),
-                keys=[signatures.standard_secret(s) for s in secrets.generic],
-                now=now,
-            )
+        entry.verify(headers, raw, [entry.key(s) for s in secrets.of(source)], now)
     except Unauthorized:
         return False
     return True
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
@@ -155,22 +126,23 @@ def create_recorder_app(
         if source not in SOURCES:
             return JSONResponse({"error": "unknown webhook source"}, status_code=404)
         arrived = (time.monotonic(), datetime.now(UTC))
+        headers = first_headers(request.scope["headers"])
         try:
-            raw = await _read_body(request, max_body_bytes)
-        except _TooLarge:
+            raw = await read_body(request.receive, headers.get(b"content-length"), max_body_bytes)
+        except PayloadTooLarge:
             log(f"{source}: not recorded: body over {max_body_bytes} bytes (413)")
             return JSONResponse({"error": "body too large"}, status_code=413)
-        except ClientDisconnect:
+        except InboundError:  # the client left before the body's end
             return Response(status_code=400)
         client = state.get("client")
         if client is None:
-            if not authentic(source, request.headers, raw, secrets, datetime.now(UTC)):
+            if not authentic(source, headers, raw, secrets, datetime.now(UTC)):
                 log(f"{source}: not recorded: credentials refused (401)")
-                challenge = {"WWW-Authenticate": 'Basic realm="ticketbridge"'}
+                challenge = SOURCES[source].challenge
                 return JSONResponse(
                     {"error": "unauthorized"},
                     status_code=401,
-                    headers=challenge if source == "freshdesk" else None,
+                    headers={"WWW-Authenticate": challenge} if challenge else None,
                 )
             document = _json_object(raw)
             if document is None:

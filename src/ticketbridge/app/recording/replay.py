@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -12,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from ticketbridge.adapters.inbound import signatures
+from ticketbridge.adapters.inbound.sources import SOURCES
 from ticketbridge.app.recording.fixtures import (
     KEPT_HEADERS,
     Fixture,
@@ -51,14 +49,6 @@ def gaps(
     return result
 
 
-# The event time the service reads (and orders events by), per source: (wrapper, key).
-EVENT_TIME_FIELDS = {
-    "freshdesk": ("freshdesk_webhook", "ticket_updated_at"),
-    "zendesk": ("zendesk_webhook", "ticket_updated_at"),
-    "generic": (None, "updated_at"),
-}
-
-
 def shift_time_text(text: str, delta: timedelta) -> str:
     """``text`` (ISO-8601) moved by ``delta``, written in the same style (``Z`` or offset or no
     zone; fractions only if it had them); anything else unchanged."""
@@ -78,7 +68,7 @@ def shift_time_text(text: str, delta: timedelta) -> str:
 def shift_event_time(source: str, body: Any, delta: timedelta) -> Any:
     """A copy of ``body`` with the event time the service reads (Freshdesk and Zendesk
     ``ticket_updated_at``, generic ``updated_at``) moved by ``delta``; nothing else changes."""
-    wrapper, key = EVENT_TIME_FIELDS[source]
+    wrapper, key = SOURCES[source].event_time
     if not isinstance(body, dict):
         return body
     if wrapper is not None and wrapper in body:  # as the parsers unwrap it
@@ -106,12 +96,6 @@ def time_reference(fixtures: Sequence[Fixture]) -> datetime | None:
     return None
 
 
-def _generic_id(body: bytes) -> str:
-    """A ``webhook-id`` for a fixture without one: derived from its content, so replaying
-    the same fixture twice is a redelivery, as for a Freshdesk body."""
-    return "msg_" + hashlib.sha256(b"generic\n" + body).hexdigest()[:32]
-
-
 def signed_request(
     fixture: Fixture, secrets: ReplaySecrets, now: datetime
 ) -> tuple[bytes, dict[str, str]]:
@@ -125,25 +109,10 @@ def signed_request(
     secret = secrets.of(fixture.source)
     if not secret:
         raise FixtureError(f"{fixture.path.name}: no {fixture.source} secret to sign with")
-    if fixture.source == "freshdesk":
-        token = base64.b64encode(b"ticketbridge-replay:" + secret.encode("utf-8"))
-        headers["authorization"] = "Basic " + token.decode("ascii")
-    elif fixture.source == "zendesk":
-        stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        headers["x-zendesk-webhook-signature-timestamp"] = stamp
-        headers["x-zendesk-webhook-signature"] = signatures.zendesk_signature(
-            secret.encode("utf-8"), stamp, body
-        )
-    else:
-        try:
-            key = signatures.standard_secret(secret)
-        except ValueError:
-            raise FixtureError("the generic secret must be whsec_<base64> (or base64)") from None
-        msg_id = headers.get("webhook-id") or _generic_id(body)
-        stamp = str(int(now.timestamp()))
-        headers["webhook-id"] = msg_id
-        headers["webhook-timestamp"] = stamp
-        headers["webhook-signature"] = signatures.standard_signature(key, msg_id, stamp, body)
+    try:
+        SOURCES[fixture.source].sign(body, headers, secret, now)
+    except ValueError as exc:
+        raise FixtureError(f"the {fixture.source} secret {exc}") from None
     return body, headers
 
 
