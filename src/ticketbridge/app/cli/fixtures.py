@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
@@ -43,13 +43,12 @@ def _base_url(value: str, option: str) -> str:
 
 
 def _shown(url: str) -> str:
-    """The URL without any user or password, for messages."""
+    """The base URL for messages: its password masked (``redact_url``), any query or fragment
+    left out (a base URL needs neither, and either may carry a token)."""
+    from ticketbridge.adapters.urls import redact_url
+
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return redact_url(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
 
 
 def _listen(value: str) -> tuple[str, int]:
