@@ -28,13 +28,9 @@ from ticketbridge.adapters.inbound.signatures import (
     zendesk_signature,
 )
 from ticketbridge.app.cli.main import cli
-from ticketbridge.app.recording import (
-    FixtureWriter,
-    Scrubber,
-    SourceSecrets,
-    create_recorder_app,
-    load_fixtures,
-)
+from ticketbridge.app.recording.fixtures import FixtureWriter, load_fixtures
+from ticketbridge.app.recording.proxy import SourceSecrets, create_recorder_app
+from ticketbridge.app.recording.scrub import Scrubber
 
 FD_SECRET = "fd-secret-XYZZY"
 ZD_SECRET = "zd-secret-XYZZY"

@@ -13,22 +13,24 @@ import pytest
 
 from ticketbridge.adapters.inbound import freshdesk, generic, signatures, zendesk
 from ticketbridge.adapters.inbound.auth import check_shared_secret
-from ticketbridge.app.recording import (
+from ticketbridge.app.recording.fixtures import (
     Fixture,
     FixtureError,
     FixtureWriter,
-    ReplaySecrets,
-    Scrubber,
-    SourceSecrets,
-    gaps,
     kept_headers,
     load_fixtures,
     read_fixture,
+)
+from ticketbridge.app.recording.proxy import SourceSecrets
+from ticketbridge.app.recording.replay import (
+    ReplaySecrets,
+    gaps,
     replay,
     shift_event_time,
     shift_time_text,
     signed_request,
 )
+from ticketbridge.app.recording.scrub import Scrubber
 from ticketbridge.rules.effects import NOTE_MARKER
 
 FD_SECRET = "fd-secret-do-not-log"

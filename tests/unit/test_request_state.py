@@ -7,11 +7,11 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from ticketbridge.app.http.deps import from_state
-from ticketbridge.app.http.routes.webhooks import _EncodedSecrets
+from ticketbridge.app.http.direct import EncodedKeys
 
 
 def test_encoded_secrets_follow_a_list_changed_in_place() -> None:
-    cache = _EncodedSecrets()
+    cache = EncodedKeys(str.encode)
     secrets = [SecretStr("first")]
     assert cache.of(secrets) == [b"first"]
     secrets.append(SecretStr("rotated"))

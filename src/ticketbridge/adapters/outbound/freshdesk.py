@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, TypeGuard
+from typing import Any
 
 import httpx
 
@@ -13,11 +13,13 @@ from ticketbridge.adapters.outbound.errors import (
     classify_response,
     send_request,
 )
+from ticketbridge.adapters.outbound.http import checked_id, is_int, json_of, malformed, optional_int
 from ticketbridge.adapters.outbound.ports import GroupDirectory, HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.rules import Priority, Status
 
 VENDOR = "freshdesk"
+NAME = "Freshdesk"  # as messages show it
 GROUPS_PER_PAGE = 100
 MAX_GROUP_PAGES = 100  # 10,000 groups: a bound so a misbehaving server cannot loop us forever
 CLOSED = 5
@@ -65,12 +67,12 @@ class FreshdeskApi:
 
     async def get_ticket(self, ticket_id: str) -> HelpdeskTicket:
         """Read one ticket (``GET /tickets/{id}``)."""
-        response = await self._call("GET", f"/tickets/{_checked_id(ticket_id)}")
-        return _parse_ticket(self._json(response, "ticket"))
+        response = await self._call("GET", f"/tickets/{_ticket_id(ticket_id)}")
+        return _parse_ticket(json_of(response, NAME, "ticket"))
 
     async def update_ticket(self, ticket_id: str, fields: dict[str, Any]) -> int:
         """Change ticket fields in one ``PUT /tickets/{id}``; return the HTTP status."""
-        response = await self._call("PUT", f"/tickets/{_checked_id(ticket_id)}", json=fields)
+        response = await self._call("PUT", f"/tickets/{_ticket_id(ticket_id)}", json=fields)
         return response.status_code
 
     async def add_private_note(self, ticket_id: str, body_html: str) -> int:
@@ -87,7 +89,7 @@ class FreshdeskApi:
         action = payload.get("action")
         if action not in ("note", "reassign", "close"):
             raise AdapterError(f"unknown Freshdesk action {action!r}", retryable=False)
-        ticket_id = _checked_id(payload.get("ticket_id"))
+        ticket_id = _ticket_id(payload.get("ticket_id"))
         if action == "note":
             body = payload.get("body")
             if not isinstance(body, str) or not body.strip():
@@ -112,7 +114,7 @@ class FreshdeskApi:
     async def _post_note(self, ticket_id: str, body_html: str) -> httpx.Response:
         return await self._call(
             "POST",
-            f"/tickets/{_checked_id(ticket_id)}/notes",
+            f"/tickets/{_ticket_id(ticket_id)}/notes",
             json={"body": body_html, "private": True},
         )
 
@@ -122,15 +124,15 @@ class FreshdeskApi:
             response = await self._call(
                 "GET", "/groups", params={"page": page, "per_page": GROUPS_PER_PAGE}
             )
-            items = self._json(response, "groups list")
+            items = json_of(response, NAME, "groups list")
             if not isinstance(items, list):
-                raise _malformed("groups list")
+                raise malformed(NAME, "groups list")
             for item in items:
                 if not isinstance(item, dict):
-                    raise _malformed("groups list")
+                    raise malformed(NAME, "groups list")
                 name, group_id = item.get("name"), item.get("id")
-                if not isinstance(name, str) or not _is_int(group_id):
-                    raise _malformed("groups list")
+                if not isinstance(name, str) or not is_int(group_id):
+                    raise malformed(NAME, "groups list")
                 groups.setdefault(name, group_id)
             if len(items) < GROUPS_PER_PAGE:
                 return groups
@@ -170,62 +172,35 @@ class FreshdeskApi:
             raise error
         return response
 
-    def _json(self, response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise _malformed(what) from None
-
-
-def _malformed(what: str) -> AdapterError:
-    return AdapterError(f"Freshdesk sent a malformed {what}", retryable=False)
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _checked_id(value: Any) -> str:
-    """The ticket id as a path segment: digits only, so no payload can reach another path."""
-    if _is_int(value) and value > 0:
-        return str(value)
-    if isinstance(value, str) and _TICKET_ID.fullmatch(value):
-        return value
-    raise AdapterError(f"invalid Freshdesk ticket id {str(value)[:40]!r}", retryable=False)
-
-
-def _optional_int(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not _is_int(value):
-        raise _malformed(f"ticket ({key})")
-    return int(value)
-
 
 def _parse_ticket(data: Any) -> HelpdeskTicket:
     if not isinstance(data, dict):
-        raise _malformed("ticket")
+        raise malformed(NAME, "ticket")
     ticket_id, priority, status = data.get("id"), data.get("priority"), data.get("status")
-    if not _is_int(ticket_id):
-        raise _malformed("ticket (id)")
-    if not _is_int(priority) or priority not in PRIORITIES:
-        raise _malformed("ticket (priority)")
-    if not _is_int(status) or status < 2:
-        raise _malformed("ticket (status)")
+    if not is_int(ticket_id):
+        raise malformed(NAME, "ticket (id)")
+    if not is_int(priority) or priority not in PRIORITIES:
+        raise malformed(NAME, "ticket (priority)")
+    if not is_int(status) or status < 2:
+        raise malformed(NAME, "ticket (status)")
     updated_at: datetime | None = None
     raw_updated = data.get("updated_at")
     if raw_updated is not None:
         try:
             updated_at = datetime.fromisoformat(str(raw_updated))
         except ValueError:
-            raise _malformed("ticket (updated_at)") from None
+            raise malformed(NAME, "ticket (updated_at)") from None
     return HelpdeskTicket(
         ticket_id=str(ticket_id),
         priority=PRIORITIES[priority],
         status=STATUSES.get(status, Status.OPEN),
         status_code=status,
-        group_id=_optional_int(data, "group_id"),
-        responder_id=_optional_int(data, "responder_id"),
+        group_id=optional_int(data, "group_id", NAME),
+        responder_id=optional_int(data, "responder_id", NAME),
         updated_at=updated_at,
     )
+
+
+def _ticket_id(value: object) -> str:
+    """The ticket id as a path segment: 1-20 ASCII digits, as given, or a positive int."""
+    return checked_id(value, _TICKET_ID, "Freshdesk ticket id", numbers=True)

@@ -32,7 +32,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeGuard
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -43,10 +43,12 @@ from ticketbridge.adapters.outbound.errors import (
     retry_after_of,
     send_request,
 )
+from ticketbridge.adapters.outbound.http import is_int, json_of, malformed
 from ticketbridge.adapters.outbound.ports import Sent
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 
 VENDOR = "github"
+NAME = "GitHub"  # as messages show it
 API_VERSION = "2022-11-28"
 ACCEPT = "application/vnd.github+json"
 USER_AGENT = "ticketbridge"
@@ -198,12 +200,12 @@ class GitHubIssues:
                 "per_page": PER_PAGE,
             },
         )
-        items = _json(response, "issues list")
+        items = json_of(response, NAME, "issues list")
         if not isinstance(items, list):
-            raise _malformed("issues list")
+            raise malformed(NAME, "issues list")
         for item in items:
             if not isinstance(item, dict):
-                raise _malformed("issues list")
+                raise malformed(NAME, "issues list")
             if "pull_request" in item:  # pull requests are issues too, to this endpoint
                 continue
             if _carries(item.get("body"), line):
@@ -212,7 +214,7 @@ class GitHubIssues:
 
     def _created_issue(self, response: httpx.Response) -> dict[str, Any]:
         try:
-            return _issue_info(_json(response, "created issue"), "created issue")
+            return _issue_info(json_of(response, NAME, "created issue"), "created issue")
         except AdapterError as error:
             raise AdapterError(
                 f"{error} (HTTP {response.status_code}); the issue may exist, and a later retry "
@@ -235,10 +237,10 @@ class GitHubIssues:
         path = f"/issues/{number}"
         async with self._exclusive(f"comment {number} {line}"):
             if only_if_open:
-                issue = _json(await self._get(path), "issue")
+                issue = json_of(await self._get(path), NAME, "issue")
                 state = issue.get("state") if isinstance(issue, dict) else None
                 if state not in ("open", "closed"):
-                    raise _malformed("issue (state)")
+                    raise malformed(NAME, "issue (state)")
                 if state == "closed":
                     return Sent(200, {"skipped": "issue closed"})
             found = await self._find_comment(path, line)
@@ -250,20 +252,20 @@ class GitHubIssues:
     async def _find_comment(self, path: str, line: str) -> int | None:
         """The id of the comment carrying ``line`` among the first and the last 100."""
         response = await self._get(f"{path}/comments", params={"per_page": PER_PAGE})
-        found = _comment_carrying(_json(response, "comments list"), line)
+        found = _comment_carrying(json_of(response, NAME, "comments list"), line)
         last = _last_page(response)
         if found is None and last is not None:
             response = await self._get(
                 f"{path}/comments", params={"per_page": PER_PAGE, "page": last}
             )
-            found = _comment_carrying(_json(response, "comments list"), line)
+            found = _comment_carrying(json_of(response, NAME, "comments list"), line)
         return found
 
     def _created_comment(self, response: httpx.Response) -> dict[str, Any]:
         data = _json_or_none(response)
         comment_id = data.get("id") if isinstance(data, dict) else None
         url = data.get("html_url") if isinstance(data, dict) else None
-        if not _is_int(comment_id) or not isinstance(url, str):
+        if not is_int(comment_id) or not isinstance(url, str):
             raise AdapterError(
                 f"GitHub sent a malformed created comment (HTTP {response.status_code}); the "
                 "comment may exist, and a later retry finds it by its marker instead of adding "
@@ -417,24 +419,24 @@ def _carries(body: object, line: str) -> bool:
 
 def _comment_carrying(items: Any, line: str) -> int | None:
     if not isinstance(items, list):
-        raise _malformed("comments list")
+        raise malformed(NAME, "comments list")
     for item in items:
         if not isinstance(item, dict):
-            raise _malformed("comments list")
+            raise malformed(NAME, "comments list")
         if _carries(item.get("body"), line):
             comment_id = item.get("id")
-            if not _is_int(comment_id):
-                raise _malformed("comments list (id)")
+            if not is_int(comment_id):
+                raise malformed(NAME, "comments list (id)")
             return comment_id
     return None
 
 
 def _issue_info(item: Any, what: str) -> dict[str, Any]:
     if not isinstance(item, dict):
-        raise _malformed(what)
+        raise malformed(NAME, what)
     number, url = item.get("number"), item.get("html_url")
-    if not _is_int(number) or number < 1 or not isinstance(url, str):
-        raise _malformed(what)
+    if not is_int(number) or number < 1 or not isinstance(url, str):
+        raise malformed(NAME, what)
     return {"issue_number": number, "issue_url": url}
 
 
@@ -442,7 +444,7 @@ def _issue_number(payload: dict[str, Any]) -> int:
     refs = payload.get("refs")
     issue = refs.get("issue") if isinstance(refs, dict) else None
     number = issue.get("issue_number") if isinstance(issue, dict) else None
-    if not _is_int(number) or number < 1:
+    if not is_int(number) or number < 1:
         raise AdapterError(
             "GitHub comment refused: its issue was never created (no refs.issue.issue_number)",
             retryable=False,
@@ -459,23 +461,8 @@ def _names(payload: dict[str, Any], key: str, *, required: bool) -> list[str]:
     return value
 
 
-def _json(response: httpx.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise _malformed(what) from None
-
-
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
         return None
-
-
-def _malformed(what: str) -> AdapterError:
-    return AdapterError(f"GitHub sent a malformed {what}", retryable=False)
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import datetime
-from typing import Any, TypeGuard
+from typing import Any
 
 import httpx
 
@@ -31,10 +31,12 @@ from ticketbridge.adapters.outbound.errors import (
     classify_response,
     send_request,
 )
+from ticketbridge.adapters.outbound.http import checked_id, is_int, json_of, malformed, optional_int
 from ticketbridge.adapters.outbound.ports import GroupDirectory, HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 
 VENDOR = "zendesk"
+NAME = "Zendesk"  # as messages show it
 GROUPS_PER_PAGE = 100
 # Offset pagination stops at 100 pages (10,000 records) on Zendesk's side too (400 beyond).
 MAX_GROUP_PAGES = 100
@@ -46,7 +48,7 @@ API_PRIORITIES = frozenset({"low", "normal", "high", "urgent"})
 # 5 closed); 1 (new) and 6 (on hold) are Zendesk's own.
 STATUS_CODES = {"new": 1, "open": 2, "pending": 3, "solved": 4, "closed": 5, "hold": 6}
 STATUS_NAMES = {1: "New", 2: "Open", 3: "Pending", 4: "Solved", 5: "Closed", 6: "On-hold"}
-_TICKET_ID = re.compile(r"[0-9]{1,20}")
+_TICKET_ID = re.compile(r"(?!0+$)[0-9]{1,20}")  # not all zeros
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ERROR_CODE = re.compile(r"[A-Za-z]{1,40}")
 
@@ -95,11 +97,11 @@ class ZendeskApi:
 
     async def get_ticket(self, ticket_id: str) -> HelpdeskTicket:
         """Read one ticket (``GET /tickets/{id}.json``)."""
-        checked = _checked_id(ticket_id)
+        checked = _ticket_id(ticket_id)
         response = await self._call("GET", f"/tickets/{checked}.json")
-        document = self._json(response, "ticket")
+        document = json_of(response, NAME, "ticket")
         if not isinstance(document, dict):
-            raise _malformed("ticket")
+            raise malformed(NAME, "ticket")
         return _parse_ticket(document.get("ticket"), expected_id=checked)
 
     async def update_ticket(self, ticket_id: str, fields: dict[str, Any]) -> int:
@@ -121,7 +123,7 @@ class ZendeskApi:
         action = payload.get("action")
         if action not in ("note", "reassign", "close"):
             raise AdapterError(f"unknown Zendesk action {action!r}", retryable=False)
-        ticket_id = _checked_id(payload.get("ticket_id"))
+        ticket_id = _ticket_id(payload.get("ticket_id"))
         if action == "note":
             body = payload.get("body")
             if not isinstance(body, str) or not body.strip():
@@ -141,7 +143,7 @@ class ZendeskApi:
 
     async def _put_ticket(self, ticket_id: str, fields: dict[str, Any]) -> httpx.Response:
         return await self._call(
-            "PUT", f"/tickets/{_checked_id(ticket_id)}.json", json={"ticket": fields}
+            "PUT", f"/tickets/{_ticket_id(ticket_id)}.json", json={"ticket": fields}
         )
 
     async def _put_note(self, ticket_id: str, body_html: str) -> httpx.Response:
@@ -157,18 +159,18 @@ class ZendeskApi:
             response = await self._call(
                 "GET", "/groups.json", params={"page": page, "per_page": GROUPS_PER_PAGE}
             )
-            document = self._json(response, "groups list")
+            document = json_of(response, NAME, "groups list")
             if not isinstance(document, dict) or "next_page" not in document:
-                raise _malformed("groups list")
+                raise malformed(NAME, "groups list")
             items, next_page = document.get("groups"), document["next_page"]
             if not isinstance(items, list) or not (next_page is None or isinstance(next_page, str)):
-                raise _malformed("groups list")
+                raise malformed(NAME, "groups list")
             for item in items:
                 if not isinstance(item, dict):
-                    raise _malformed("groups list")
+                    raise malformed(NAME, "groups list")
                 name, group_id = item.get("name"), item.get("id")
-                if not isinstance(name, str) or not _is_int(group_id):
-                    raise _malformed("groups list")
+                if not isinstance(name, str) or not is_int(group_id):
+                    raise malformed(NAME, "groups list")
                 if item.get("deleted") is True:  # a deleted group cannot take tickets
                     continue
                 groups.setdefault(name, group_id)
@@ -239,29 +241,6 @@ class ZendeskApi:
             return code
         return None
 
-    def _json(self, response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise _malformed(what) from None
-
-
-def _malformed(what: str) -> AdapterError:
-    return AdapterError(f"Zendesk sent a malformed {what}", retryable=False)
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _checked_id(value: Any) -> str:
-    """The ticket id as a path segment: ASCII digits only, so no payload reaches another path."""
-    if _is_int(value) and 0 < value < 10**20:
-        return str(value)
-    if isinstance(value, str) and _TICKET_ID.fullmatch(value) and int(value) > 0:
-        return str(int(value))
-    raise AdapterError(f"invalid Zendesk ticket id {str(value)[:40]!r}", retryable=False)
-
 
 def _note_info(response: httpx.Response) -> dict[str, Any]:
     """The note's comment id (and its audit's), when the reply has them: the note exists whatever
@@ -274,42 +253,33 @@ def _note_info(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(audit, dict):
         return {}
     info: dict[str, Any] = {}
-    if _is_int(audit.get("id")):
+    if is_int(audit.get("id")):
         info["audit_id"] = str(audit["id"])
     events = audit.get("events")
     for event in events if isinstance(events, list) else []:
-        if isinstance(event, dict) and event.get("type") == "Comment" and _is_int(event.get("id")):
+        if isinstance(event, dict) and event.get("type") == "Comment" and is_int(event.get("id")):
             info["note_id"] = str(event["id"])
             break
     return info
 
 
-def _optional_int(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not _is_int(value):
-        raise _malformed(f"ticket ({key})")
-    return int(value)
-
-
 def _parse_ticket(data: Any, *, expected_id: str) -> HelpdeskTicket:
     if not isinstance(data, dict):
-        raise _malformed("ticket")
+        raise malformed(NAME, "ticket")
     ticket_id, priority, status = data.get("id"), data.get("priority"), data.get("status")
-    if not _is_int(ticket_id) or str(ticket_id) != expected_id:
-        raise _malformed("ticket (id)")
+    if not is_int(ticket_id) or str(ticket_id) != expected_id:
+        raise malformed(NAME, "ticket (id)")
     if priority is not None and (not isinstance(priority, str) or priority not in API_PRIORITIES):
-        raise _malformed("ticket (priority)")
+        raise malformed(NAME, "ticket (priority)")
     if not isinstance(status, str) or status not in STATUS_CODES:
-        raise _malformed("ticket (status)")
+        raise malformed(NAME, "ticket (status)")
     updated_at: datetime | None = None
     raw_updated = data.get("updated_at")
     if raw_updated is not None:
         try:
             updated_at = datetime.fromisoformat(str(raw_updated))
         except ValueError:
-            raise _malformed("ticket (updated_at)") from None
+            raise malformed(NAME, "ticket (updated_at)") from None
     return HelpdeskTicket(
         ticket_id=str(ticket_id),
         # The inbound adapter's own tables, so an API read and a webhook never disagree; no
@@ -317,7 +287,13 @@ def _parse_ticket(data: Any, *, expected_id: str) -> HelpdeskTicket:
         priority=PRIORITY_LABELS[priority or ""],
         status=STATUS_LABELS[status],
         status_code=STATUS_CODES[status],
-        group_id=_optional_int(data, "group_id"),
-        responder_id=_optional_int(data, "assignee_id"),
+        group_id=optional_int(data, "group_id", NAME),
+        responder_id=optional_int(data, "assignee_id", NAME),
         updated_at=updated_at,
     )
+
+
+def _ticket_id(value: object) -> str:
+    """The ticket id as a path segment: 1-20 ASCII digits, not all zeros, written without
+    leading zeros."""
+    return str(int(checked_id(value, _TICKET_ID, "Zendesk ticket id", numbers=True)))

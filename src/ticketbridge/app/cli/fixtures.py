@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
 if TYPE_CHECKING:
-    from ticketbridge.app.recording import ReplaySecrets, Sent, SourceSecrets
+    from ticketbridge.app.recording.proxy import SourceSecrets
+    from ticketbridge.app.recording.replay import ReplaySecrets, Sent
     from ticketbridge.app.settings import Settings
 
 
@@ -42,13 +43,12 @@ def _base_url(value: str, option: str) -> str:
 
 
 def _shown(url: str) -> str:
-    """The URL without any user or password, for messages."""
+    """The base URL for messages: its password masked (``redact_url``), any query or fragment
+    left out (a base URL needs neither, and either may carry a token)."""
+    from ticketbridge.adapters.urls import redact_url
+
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return redact_url(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -61,7 +61,7 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 def _sink_secrets() -> SourceSecrets:
-    from ticketbridge.app.recording import SourceSecrets
+    from ticketbridge.app.recording.proxy import SourceSecrets
 
     settings = _settings()
     return SourceSecrets(
@@ -106,13 +106,9 @@ def record(
     """
     import uvicorn
 
-    from ticketbridge.app.recording import (
-        FixtureError,
-        FixtureWriter,
-        Scrubber,
-        SourceSecrets,
-        create_recorder_app,
-    )
+    from ticketbridge.app.recording.fixtures import FixtureError, FixtureWriter
+    from ticketbridge.app.recording.proxy import SourceSecrets, create_recorder_app
+    from ticketbridge.app.recording.scrub import Scrubber
 
     host, port = _listen(listen)
     target = _base_url(forward, "--forward") if forward is not None else None
@@ -158,7 +154,7 @@ def _replay_secrets(
 ) -> ReplaySecrets:
     """Options first, then the first of the service's own setting for each source needed."""
     from ticketbridge.adapters.inbound.signatures import standard_secret
-    from ticketbridge.app.recording import ReplaySecrets
+    from ticketbridge.app.recording.replay import ReplaySecrets
 
     given = {"freshdesk": freshdesk, "zendesk": zendesk, "generic": generic}
     if any(given[s] is None for s in needed):
@@ -257,8 +253,9 @@ def replay(
     """
     import httpx
 
-    from ticketbridge.app.recording import FixtureError, gaps, load_fixtures
-    from ticketbridge.app.recording import replay as send_all
+    from ticketbridge.app.recording.fixtures import FixtureError, load_fixtures
+    from ticketbridge.app.recording.replay import gaps
+    from ticketbridge.app.recording.replay import replay as send_all
 
     base = _base_url(to, "--to")
     try:

@@ -18,7 +18,8 @@ import ticketbridge
 from ticketbridge.adapters.store.sql import Announcement, redact_url
 from ticketbridge.app.bootstrap import Services, build_readers, build_senders, build_services
 from ticketbridge.app.clock import DatabaseClock
-from ticketbridge.app.http.middleware import DirectApp, RequestContext
+from ticketbridge.app.http.direct import WEBHOOKS, Direct, DirectApp
+from ticketbridge.app.http.middleware import RequestContext
 from ticketbridge.app.http.routes import admin, effects, health, metrics, simulate, webhooks
 from ticketbridge.app.metrics import Metrics
 from ticketbridge.app.settings import Settings, load_settings
@@ -220,9 +221,9 @@ def create_app(
     # One registry per app (tests build many); nothing global, nothing at import time.
     app_metrics = Metrics()
     app.state.metrics = app_metrics
-    app.add_middleware(RequestContext, metrics=app_metrics, direct=webhooks.DIRECT)
+    app.add_middleware(RequestContext, metrics=app_metrics)
     # The webhook POSTs, served before the middleware stack (never reaching ``app.router``).
-    app.context = RequestContext(app.router, metrics=app_metrics, direct=webhooks.DIRECT)
+    app.direct = Direct(WEBHOOKS, metrics=app_metrics)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

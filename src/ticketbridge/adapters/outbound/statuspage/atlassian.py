@@ -58,6 +58,7 @@ from ticketbridge.adapters.outbound.errors import (
     retry_after_of,
     send_request,
 )
+from ticketbridge.adapters.outbound.http import checked_id, json_of, malformed
 from ticketbridge.adapters.outbound.ratelimit import RollingWindowLimiter
 from ticketbridge.adapters.outbound.statuspage.sender import (
     COMPONENT_STATUSES,
@@ -68,6 +69,7 @@ from ticketbridge.adapters.outbound.statuspage.sender import (
 )
 
 VENDOR = "statuspage"
+NAME = "Statuspage"  # as messages show it
 DEFAULT_API_URL = "https://api.statuspage.io"
 METADATA_KEY = "ticketbridge"
 RATE_LIMIT_STATUS = frozenset({420, 429})
@@ -227,7 +229,7 @@ class AtlassianStatuspage:
         component_status: str | None,
     ) -> dict[str, Any]:
         """Post an update (status and text) and, when given, set the components' status."""
-        path = f"/incidents/{_checked_id(incident_id)}"
+        path = f"/incidents/{checked_id(incident_id, _ID, 'Statuspage incident id', numbers=False)}"
         _require(status, UPDATE_STATUSES, "incident status")
         if component_status is not None:
             _require(component_status, COMPONENT_STATUSES, "component status")
@@ -241,7 +243,7 @@ class AtlassianStatuspage:
         self, incident_id: str, *, body: str, components: Sequence[str]
     ) -> dict[str, Any]:
         """Resolve the incident and set every named component back to operational."""
-        path = f"/incidents/{_checked_id(incident_id)}"
+        path = f"/incidents/{checked_id(incident_id, _ID, 'Statuspage incident id', numbers=False)}"
         request = self.update_body(
             status=RESOLVED, body=body, components=components, component_status=OPERATIONAL
         )
@@ -259,13 +261,13 @@ class AtlassianStatuspage:
                 "/incidents/unresolved",
                 params={"page": page, "per_page": UNRESOLVED_PER_PAGE},
             )
-            items = self._json(response, "unresolved incidents list")
+            items = json_of(response, NAME, "unresolved incidents list")
             if not isinstance(items, list):
-                raise _malformed("unresolved incidents list")
+                raise malformed(NAME, "unresolved incidents list")
             new = 0
             for item in items:
                 if not isinstance(item, dict) or not _is_id(item.get("id")):
-                    raise _malformed("unresolved incidents list")
+                    raise malformed(NAME, "unresolved incidents list")
                 if item["id"] in seen:
                     continue
                 seen.add(item["id"])
@@ -337,21 +339,11 @@ class AtlassianStatuspage:
             return ""
         return found.replace(self._api_key, "***")[:_MAX_ECHO]
 
-    def _json(self, response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise _malformed(what) from None
-
     def _incident(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        data = self._json(response, what)
+        data = json_of(response, NAME, what)
         if not isinstance(data, dict) or not _is_id(data.get("id")):
-            raise _malformed(what)
+            raise malformed(NAME, what)
         return data
-
-
-def _malformed(what: str) -> AdapterError:
-    return AdapterError(f"Statuspage sent a malformed {what}", retryable=False)
 
 
 def _require(value: object, allowed: frozenset[str], what: str) -> None:
@@ -361,13 +353,6 @@ def _require(value: object, allowed: frozenset[str], what: str) -> None:
 
 def _is_id(value: object) -> bool:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
-
-
-def _checked_id(value: object) -> str:
-    """The incident id as a path segment: no payload can reach another path."""
-    if isinstance(value, str) and _ID.fullmatch(value):
-        return value
-    raise AdapterError(f"invalid Statuspage incident id {str(value)[:40]!r}", retryable=False)
 
 
 def _name(name: str) -> str:
@@ -400,3 +385,8 @@ def _incident_info(incident: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and value:
             info[key] = value
     return info
+
+
+def _incident_id(value: object) -> str:
+    """The incident id as a path segment."""
+    return checked_id(value, _ID, "Statuspage incident id", numbers=False)
