@@ -12,9 +12,9 @@ import respx
 from typer.testing import CliRunner, Result
 
 from tests.conftest import freshdesk_body
-from ticketbridge.adapters.store.effects import EffectNotDead, replay_dead
+from ticketbridge.adapters.store.dead_letters import EffectNotDead, replay_dead
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import DEAD
-from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.cli.main import cli
 
 

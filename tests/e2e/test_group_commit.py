@@ -19,8 +19,11 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import make_settings
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreUnavailable
+from ticketbridge.adapters.store.postgres import PG_NOWAIT_LOCK_MS
 from ticketbridge.adapters.store.schema import policies
-from ticketbridge.adapters.store.sql import PG_NOWAIT_LOCK_MS, Store, StoreUnavailable, UnitOfWork
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 from ticketbridge.app.bootstrap import PG_LINGER_MS, Services
 from ticketbridge.app.workers.group_commit import GroupCommit
 

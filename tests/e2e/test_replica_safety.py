@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ticketbridge.adapters.store.sql import Store, StoreUnavailable
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.bootstrap import build_services
 from ticketbridge.app.clock import DatabaseClock, SystemClock
 from ticketbridge.app.services.ingest import PolicyBook, ingest

@@ -12,7 +12,9 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from tests.conftest import PostgresServer, freshdesk_body, make_settings
-from ticketbridge.adapters.store.sql import Store, UnitOfWork, normalise_url, redact_url
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
+from ticketbridge.adapters.urls import normalise_url, redact_url
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.cli.main import cli
 from ticketbridge.app.http.app import create_app
@@ -201,7 +203,7 @@ def test_inbox_keys_stored_before_0004_still_dedup_after_it(database_url: str) -
     new one is not, and the downgrade gives the old keys back."""
     from alembic import command
 
-    from ticketbridge.adapters.store.sql import _alembic_config
+    from ticketbridge.adapters.store.engine import _alembic_config
 
     long_ticket = "t:" + "x" * 62  # 64 characters, a ':' inside
     old = [("freshdesk", "a" * 64, "11"), ("generic", "generic:" + "b" * 64, long_ticket)]

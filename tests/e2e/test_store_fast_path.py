@@ -9,14 +9,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreUnavailable
+from ticketbridge.adapters.store.postgres import PgSets
+from ticketbridge.adapters.store.rows import json_dumps
 from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timers
-from ticketbridge.adapters.store.sql import (
-    SQLITE_ROWS_PER_INSERT,
-    Store,
-    StoreUnavailable,
-    _PgSets,
-    json_dumps,
-)
+from ticketbridge.adapters.store.sqlite import SQLITE_ROWS_PER_INSERT
 
 EVENT = {"kind": "created", "priority": "urgent", "change": {"ticket_action": "created"}}
 STATE = {"priority": "urgent", "status": "open", "tags": ["a", "ü"], "n": 1.5}
@@ -141,7 +139,7 @@ def test_lookups_by_ticket_take_the_index_in_a_cached_plan_on_a_young_table(
     """A connection prepares the webhook path's statements and keeps one plan for each. On a
     table never analyzed (a fresh database) the plan must still look tickets up by key: a
     plan that reads the whole table stays in use as the table grows."""
-    sql = getattr(_PgSets, name)
+    sql = getattr(PgSets, name)
     numbered = sql
     for n in range(1, sql.count("%") + 1):
         numbered = re.sub(r"%[bs]", f"${n}", numbered, count=1)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from ticketbridge.adapters.store.effects import EffectRecord
-    from ticketbridge.adapters.store.sql import Store
+    from ticketbridge.adapters.store.dead_letters import EffectRecord
+    from ticketbridge.adapters.store.engine import Store
 
 effects_cli = typer.Typer(
     no_args_is_help=True,
@@ -39,7 +39,9 @@ def _store() -> Iterator[Store]:
     """The store from settings, refusing an outdated schema like the service does."""
     import sqlalchemy as sa
 
-    from ticketbridge.adapters.store.sql import Store, StoreUnavailable, redact_url
+    from ticketbridge.adapters.store.engine import Store
+    from ticketbridge.adapters.store.errors import StoreUnavailable
+    from ticketbridge.adapters.urls import redact_url
     from ticketbridge.app.cli.main import _settings_or_exit
     from ticketbridge.app.settings import Settings
 
@@ -106,7 +108,7 @@ def list_(
     ] = None,
 ) -> None:
     """List effects in one state, newest first (dead letters by default)."""
-    from ticketbridge.adapters.store.effects import list_effects
+    from ticketbridge.adapters.store.dead_letters import list_effects
 
     with _store() as store:
         records, next_before_id = list_effects(
@@ -125,7 +127,7 @@ def retry(
     effect_id: Annotated[int, typer.Argument(min=1, metavar="ID", help="The effect's id.")],
 ) -> None:
     """Replay one dead effect, once (attempts start again; the timeline records it)."""
-    from ticketbridge.adapters.store.effects import EffectNotDead, EffectNotFound, replay_dead
+    from ticketbridge.adapters.store.dead_letters import EffectNotDead, EffectNotFound, replay_dead
 
     with _store() as store:
         try:

@@ -117,7 +117,8 @@ def migrate() -> None:
     """Bring the database schema to the newest revision."""
     import sqlalchemy as sa
 
-    from ticketbridge.adapters.store.sql import Store, redact_url
+    from ticketbridge.adapters.store.engine import Store
+    from ticketbridge.adapters.urls import redact_url
     from ticketbridge.app.settings import Settings
 
     settings = _settings_or_exit()

@@ -12,15 +12,11 @@ from typing import Any, Literal
 
 import structlog
 
-from ticketbridge.adapters.store.sql import (
-    DueTimer,
-    LeasePlan,
-    OutboxRow,
-    RawJSON,
-    Store,
-    UnitOfWork,
-)
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.rows import DueTimer, OutboxRow, RawJSON
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 from ticketbridge.rules import Decision, Policy, TicketEvent, TicketState, decide
+from ticketbridge.rules.delivery import LeasePlan
 from ticketbridge.rules.model import ADMIN_EVENTS, Effect, TimerChange, TimerKind
 from ticketbridge.rules.timers import (
     fired_note,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from ticketbridge.adapters.store.sql import StoreUnavailable
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.http.deps import ServicesDep
 from ticketbridge.app.http.schemas import Health
 

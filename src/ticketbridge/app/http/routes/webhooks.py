@@ -16,7 +16,7 @@ from starlette.types import Receive
 from ticketbridge.adapters.inbound import freshdesk, generic, signatures, zendesk
 from ticketbridge.adapters.inbound.auth import check_shared_secret
 from ticketbridge.adapters.inbound.errors import InboundError
-from ticketbridge.adapters.store.sql import StoreUnavailable
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.http.body_budget import BodyBudget
 from ticketbridge.app.http.deps import from_state, services_of
