@@ -42,8 +42,9 @@ def dead_effects(store: Store, count: int, *, at: float = 1_000_000.0) -> list[i
             at=at,
         )
     rows = store.claim_due(now=at, owner="test", limit=count, lease_seconds=60)
-    for row in rows:
-        assert store.finish(row, status=DEAD, now=at, attempts=1, code=400, error="bad request")
+    outcome = {"status": DEAD, "now": at, "attempts": 1, "code": 400, "error": "bad request"}
+    with store.unit_of_work() as uow:
+        assert all(uow.finish_effects([(row, outcome, ()) for row in rows]))
     return [row.id for row in rows]
 
 

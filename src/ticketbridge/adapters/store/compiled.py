@@ -175,3 +175,97 @@ def driver_execute(conn: Connection, sql: str) -> None:
         dbapi.execute(sql)
     except conn.dialect.loaded_dbapi.Error as exc:
         conn._handle_dbapi_exception(exc, sql, (), None, None)
+
+
+class Driver:
+    """A unit of work's cursor on its connection's driver: runs the compiled hot-path
+    statements (by name, see ``FastStatement``) and hand-written SQL. A driver error is raised
+    as ``Connection.execute`` would raise it (``sa.exc.IntegrityError``...), a connection
+    found broken invalidated; the store's transaction turns it into a ``StoreError``."""
+
+    __slots__ = ("_conn", "_cursor", "_fast")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._fast = fast_statements(conn.dialect)
+        self._cursor: Any = None
+
+    def close(self) -> None:
+        """Close the cursor, if one was opened."""
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+
+    def compiled(self, name: str, keys: Sequence[str] | None = None) -> FastStatement:
+        """The compiled form of the statement ``name`` for the INSERT columns ``keys``."""
+        return self._fast.get(name, keys)
+
+    def _dbapi_cursor(self) -> Any:
+        if self._cursor is None:
+            self._cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self._cursor
+
+    def _failed(self, exc: Exception, sql: str, params: Any, cursor: Any) -> None:
+        self._cursor = None
+        self._conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+
+    def run(
+        self, name: str, values: Mapping[str, Any], keys: Sequence[str] | None = None
+    ) -> tuple[FastStatement, Any]:
+        """Execute the statement ``name`` with ``values``; it and the cursor holding its rows."""
+        fast = self._fast.get(name, keys)
+        params = fast.params(values)
+        cursor = self._dbapi_cursor()
+        try:
+            cursor.execute(fast.sql, params)
+        except Exception as exc:
+            self._failed(exc, fast.sql, params, cursor)
+        return fast, cursor
+
+    def fetch(
+        self, name: str, values: Mapping[str, Any], keys: Sequence[str] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Execute the statement ``name`` with ``values``; the rows it returned, processed."""
+        fast, cursor = self.run(name, values, keys)
+        return fast.rows(cursor)
+
+    def sets(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Execute hand-written ``sql`` (set-wise or multi-row); the rows it returned, as the
+        driver gave them."""
+        cursor = self._dbapi_cursor()
+        try:
+            cursor.execute(sql, params)
+        except Exception as exc:
+            self._failed(exc, sql, params, cursor)
+        return cursor.fetchall() if cursor.description is not None else []
+
+    def run_many(
+        self, name: str, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
+    ) -> int:
+        """Execute ``name`` once per row (``executemany``); the rows it changed (-1: the
+        driver cannot tell)."""
+        fast = self._fast.get(name, keys)
+        params = [fast.params(row) for row in rows]
+        cursor = self._dbapi_cursor()
+        try:
+            cursor.executemany(fast.sql, params)
+        except Exception as exc:
+            self._failed(exc, fast.sql, params, cursor)
+        return int(cursor.rowcount)
+
+    def run_pipelined(
+        self, name: str, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
+    ) -> list[list[tuple[Any, ...]]]:
+        """Execute ``name`` once per row as one ``executemany(returning=True)`` (psycopg
+        pipelines it: one round trip); what each execution returned, in order."""
+        fast = self._fast.get(name, keys)
+        params = [fast.params(row) for row in rows]
+        cursor = self._dbapi_cursor()
+        try:
+            cursor.executemany(fast.sql, params, returning=True)
+        except Exception as exc:
+            self._failed(exc, fast.sql, params, cursor)
+        found = [fast.rows(cursor)]
+        while cursor.nextset():
+            found.append(fast.rows(cursor))
+        return found

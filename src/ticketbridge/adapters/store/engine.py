@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -20,24 +20,24 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from ticketbridge.adapters.store import outbox, queries
-from ticketbridge.adapters.store.compiled import driver_execute
-from ticketbridge.adapters.store.errors import StoreBusy, StoreUnavailable
-from ticketbridge.adapters.store.postgres import (
-    LOCK_NOT_AVAILABLE,
-    PG_CONCURRENCY,
-    PG_MIGRATION_LOCK,
-    PG_NOWAIT_LOCK_MS,
-    PG_TCP_USER_TIMEOUT_MS,
-)
+from ticketbridge.adapters.store import outbox, postgres, queries, sqlite
+from ticketbridge.adapters.store.compiled import Driver
+from ticketbridge.adapters.store.errors import StoreBusy, StoreError, StoreUnavailable
 from ticketbridge.adapters.store.rows import OutboxRow, OutboxStats, json_dumps
-from ticketbridge.adapters.store.sqlite import (
-    SQLITE_BUSY_MS,
-    SQLITE_CACHED_STATEMENTS,
-    SQLITE_SYNCHRONOUS,
-)
-from ticketbridge.adapters.store.unit_of_work import UnitOfWork
+from ticketbridge.adapters.store.unit_of_work import DialectWrites, UnitOfWork
 from ticketbridge.adapters.urls import normalise_url
+
+
+def _translated(exc: sa.exc.SQLAlchemyError, *, nowait: bool = False) -> StoreError:
+    """The store's error for a SQLAlchemy one: the database gone, a connection broken, the
+    pool exhausted or a lock wait ended are ``StoreUnavailable`` (``StoreBusy`` for a lock a
+    ``nowait`` transaction would not wait on); anything else a ``StoreError``."""
+    orig = getattr(exc, "orig", None)
+    if nowait and getattr(orig, "sqlstate", None) == postgres.LOCK_NOT_AVAILABLE:
+        return StoreBusy("a lock is held by another transaction")
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
+        return StoreUnavailable(type(orig).__name__ if orig is not None else "database")
+    return StoreError(f"{type(exc).__name__}: {orig if orig is not None else exc}")
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -62,91 +62,23 @@ class Store:
         self.is_sqlite_file = self.is_sqlite and parsed.database not in (None, "", ":memory:")
         # Store calls the app may run at once: one writer on SQLite; on PostgreSQL as many
         # as the pool holds (a few more connections are left for calls made outside).
-        self.max_concurrency = 1 if self.is_sqlite else PG_CONCURRENCY
+        self.max_concurrency = 1 if self.is_sqlite else postgres.PG_CONCURRENCY
         options: dict[str, Any] = {"pool_pre_ping": False, "json_serializer": json_dumps}
-        self._nowait: tuple[Engine, Engine] | None = None
-        if not self.is_sqlite:
-            options["pool_size"] = PG_CONCURRENCY
-            options["max_overflow"] = 4
-            # The most recently used connection first: a light load keeps reusing a few warm
-            # connections (psycopg prepares a statement on a connection after its 5th run)
-            # instead of rotating through all 16 cold ones.
-            options["pool_use_lifo"] = True
-            # Defaults a URL's own query (``?connect_timeout=3``) overrides: an unreachable
-            # server fails a call in seconds instead of hanging it, and the connections
-            # show up in pg_stat_activity under our name.
-            # A replica that stalls inside a transaction (paused, swapped out, partitioned)
-            # loses it after ``stall_seconds`` idle: the server rolls it back and frees its row
-            # locks (the timers it was firing), so another replica takes over and the stalled
-            # one's late COMMIT fails instead of writing.
-            stall_ms = max(1000, int(stall_seconds * 1000))
-            defaults = {
-                "connect_timeout": 10,
-                # A connection fails once what it sent stays unacknowledged this long (a dead
-                # server or a partition), rather than waiting indefinitely.
-                "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
-                "application_name": "ticketbridge",
-                "options": f"-c idle_in_transaction_session_timeout={stall_ms}",
-            }
-            options["connect_args"] = {k: v for k, v in defaults.items() if k not in parsed.query}
-        else:
-            options["connect_args"] = {"cached_statements": SQLITE_CACHED_STATEMENTS}
-        self.engine: Engine = sa.create_engine(self.url, **options)
-        # PostgreSQL: the server processes behind this store's connections, so that a
-        # replica can tell its own NOTIFYs from the others'.
-        self._backend_pids: set[int] = set()
-        if not self.is_sqlite:
-            pids = self._backend_pids
-
-            @sa.event.listens_for(self.engine, "connect")
-            def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
-                record.info["backend_pid"] = pid = dbapi_conn.info.backend_pid
-                pids.add(pid)
-
-            @sa.event.listens_for(self.engine, "close")
-            def _on_pg_close(_dbapi_conn: Any, record: Any) -> None:
-                pids.discard(record.info.get("backend_pid"))
-
-            self._configure_pg_nowait()
         if self.is_sqlite:
-            mode = sqlite_synchronous.upper()
-            if mode not in SQLITE_SYNCHRONOUS:
-                raise ValueError(f"sqlite synchronous must be one of {SQLITE_SYNCHRONOUS}")
-            self._configure_sqlite(mode)
-
-    def _configure_pg_nowait(self) -> None:
-        @sa.event.listens_for(self.engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            if conn.get_execution_options().get("nowait"):
-                # This transaction's lock waits end after PG_NOWAIT_LOCK_MS (``StoreBusy``).
-                driver_execute(conn, f"SET LOCAL lock_timeout = {PG_NOWAIT_LOCK_MS}")
-
-    def _configure_sqlite(self, synchronous: str) -> None:
-        @sa.event.listens_for(self.engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @sa.event.listens_for(self.engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            if not conn.get_execution_options().get("nowait"):
-                driver_execute(conn, "BEGIN IMMEDIATE")
-                return
-            # Take the write lock now or fail at once (``StoreBusy``), not after waiting.
-            driver_execute(conn, "PRAGMA busy_timeout=0")
-            try:
-                driver_execute(conn, "BEGIN IMMEDIATE")
-            except sa.exc.OperationalError as exc:
-                if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-                    raise StoreBusy("the database file is locked by another process") from exc
-                raise
-            finally:
-                driver_execute(conn, f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+            options.update(sqlite.engine_options())
+        else:
+            options.update(postgres.engine_options(parsed, stall_seconds=stall_seconds))
+        self.engine: Engine = sa.create_engine(self.url, **options)
+        self._nowait: tuple[Engine, Engine] | None = None
+        # PostgreSQL: the server processes behind this store's connections.
+        self._backend_pids: set[int] = set()
+        self._writes: Callable[[Driver], DialectWrites]
+        if self.is_sqlite:
+            sqlite.configure(self.engine, sqlite_synchronous)
+            self._writes = sqlite.SqliteWrites
+        else:
+            postgres.configure(self.engine, self._backend_pids)
+            self._writes = postgres.PostgresWrites
 
     def database_time(self) -> float:
         """The database server's clock, as epoch seconds (this host's clock on SQLite, whose
@@ -181,8 +113,8 @@ class Store:
 
     @property
     def _nowait_engine(self) -> Engine:
-        """``engine`` with the option its BEGIN reads (see ``_configure_sqlite`` and
-        ``_configure_pg_nowait``)."""
+        """``engine`` with the option its BEGIN reads (see ``sqlite.configure`` and
+        ``postgres.configure``)."""
         if self._nowait is None or self._nowait[0] is not self.engine:
             self._nowait = (self.engine, self.engine.execution_options(nowait=True))
         return self._nowait[1]
@@ -195,8 +127,11 @@ class Store:
         scheduler's and dispatcher's periodic next-due reads stripped the warm connection of
         its prepared hot-path statements about once a second, which PostgreSQL then parsed
         and planned afresh."""
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            raise _translated(exc) from exc
 
     @contextlib.contextmanager
     def transaction(self, *, nowait: bool = False) -> Iterator[Connection]:
@@ -208,19 +143,15 @@ class Store:
         try:
             with engine.begin() as conn:
                 yield conn
-        except StoreBusy:
-            raise
-        except sa.exc.OperationalError as exc:
-            if nowait and getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-                raise StoreBusy("a lock is held by another transaction") from exc
-            raise StoreUnavailable(type(exc.orig).__name__ if exc.orig else "database") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise _translated(exc, nowait=nowait) from exc
 
     @contextlib.contextmanager
     def unit_of_work(self, *, nowait: bool = False) -> Iterator[UnitOfWork]:
         """A transaction: committed when the block ends normally, rolled back otherwise
         (``nowait``: see ``transaction``)."""
         with self.transaction(nowait=nowait) as conn:
-            uow = UnitOfWork(conn)
+            uow = UnitOfWork(conn, self._writes)
             try:
                 yield uow
             finally:
@@ -229,9 +160,10 @@ class Store:
     # --- schema ---------------------------------------------------------------------------
     def migrate(self) -> None:
         """Bring the schema to the newest revision."""
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             if not self.is_sqlite:  # SQLite: BEGIN IMMEDIATE already serialises it
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK)))
+                lock = sa.func.pg_advisory_xact_lock(postgres.PG_MIGRATION_LOCK)
+                conn.execute(sa.select(lock))
             command.upgrade(_alembic_config(conn), "head")
 
     def schema_revisions(self) -> tuple[str | None, str | None]:
@@ -241,10 +173,6 @@ class Store:
             head = ScriptDirectory.from_config(config).get_current_head()
             current = MigrationContext.configure(conn).get_current_revision()
         return current, head
-
-    def ping(self) -> None:
-        with self.reading() as conn:
-            conn.execute(sa.text("SELECT 1"))
 
     # --- outbox ---------------------------------------------------------------------------
     def claim_due(
@@ -261,11 +189,6 @@ class Store:
         written) if its fencing token moved on: another claim took it."""
         with self.transaction() as conn:
             return outbox.renew_lease(conn, row, owner=owner, expires_at=expires_at)
-
-    def finish(self, row: OutboxRow, **outcome: Any) -> bool:
-        """``UnitOfWork.finish_effect`` in a transaction of its own."""
-        with self.unit_of_work() as uow:
-            return uow.finish_effect(row, **outcome)
 
     def release_leases(self, owner: str | None = None) -> int:
         """Drop leases (all, or one owner's) so open effects are claimable at once."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -90,3 +91,46 @@ def json_dumps(value: Any) -> str:
 def json_text(value: Any) -> str:
     """What a JSON column's bind processor would send: ``RawJSON`` as it is, else encoded."""
     return value if type(value) is RawJSON else json_dumps(value)
+
+
+class TicketWrite(NamedTuple):
+    """A ticket's new state for ``UnitOfWork.save_tickets`` (a dict, or its JSON text)."""
+
+    source: str
+    ticket_id: str
+    state: dict[str, Any] | RawJSON
+
+
+class TimerUpdate(NamedTuple):
+    """A change to a ticket's timer of ``kind``: armed at ``due``, or cancelled (None)."""
+
+    source: str
+    ticket_id: str
+    kind: str
+    due: float | None
+    rule: str
+
+
+class TimelineEntry(NamedTuple):
+    """A ticket's timeline entry (``detail`` a dict, or its JSON text)."""
+
+    source: str
+    ticket_id: str
+    at: float
+    kind: str
+    detail: dict[str, Any] | RawJSON
+
+
+class NewEffect(NamedTuple):
+    """An effect to insert (the outbox row's columns), when, and whether leased at once."""
+
+    row: Mapping[str, Any]
+    at: float
+    leased: bool
+
+
+def first_ids(keys: Sequence[Any], returned: Sequence[tuple[Any, ...]]) -> list[int | None]:
+    """For each of ``keys`` in order, the id ``returned`` for it as ``(id, *key)`` rows, or
+    None where none was returned (a conflict) or an earlier equal key took it."""
+    ids = {tuple(row[1:]) if len(row) > 2 else row[1]: int(row[0]) for row in returned}
+    return [ids.pop(key, None) for key in keys]

@@ -60,11 +60,6 @@ class Statements:
         pg = dialect == "postgresql"
         insert: Any = postgresql.insert if pg else sqlite.insert
         b = sa.bindparam
-        self.add_inbox = (
-            insert(inbox)
-            .on_conflict_do_nothing(index_elements=["source", "dedup_key"])
-            .returning(inbox.c.id)
-        )
         self.add_inbox_keyed = (
             insert(inbox)
             .on_conflict_do_nothing(index_elements=["source", "dedup_key"])
@@ -83,7 +78,7 @@ class Statements:
             set_={"state": save.excluded.state, "updated_at": save.excluded.updated_at},
         )
         self.add_timeline = sa.insert(timeline)
-        # The key beside the id: its multi-row form (SQLite, ``UnitOfWork._insert_rows``)
+        # The key beside the id: its multi-row form (SQLite, ``SqliteWrites._insert_rows``)
         # returns rows in no promised order.
         self.enqueue_keyed = (
             insert(outbox)

@@ -37,10 +37,8 @@ class State(StrEnum):
 @contextmanager
 def _store() -> Iterator[Store]:
     """The store from settings, refusing an outdated schema like the service does."""
-    import sqlalchemy as sa
-
     from ticketbridge.adapters.store.engine import Store
-    from ticketbridge.adapters.store.errors import StoreUnavailable
+    from ticketbridge.adapters.store.errors import StoreError, StoreUnavailable
     from ticketbridge.adapters.urls import redact_url
     from ticketbridge.app.cli.main import _settings_or_exit
     from ticketbridge.app.settings import Settings
@@ -51,8 +49,8 @@ def _store() -> Iterator[Store]:
     try:
         try:
             current, head = store.schema_revisions()
-        except Exception as exc:  # any driver error: the database cannot be read
-            typer.echo(f"{redact_url(store.url)}: unavailable ({type(exc).__name__})", err=True)
+        except StoreError as exc:  # the database cannot be read
+            typer.echo(f"{redact_url(store.url)}: unavailable ({exc})", err=True)
             raise typer.Exit(1) from None
         if current != head:
             typer.echo(
@@ -63,8 +61,8 @@ def _store() -> Iterator[Store]:
             raise typer.Exit(2)
         try:
             yield store
-        except (StoreUnavailable, sa.exc.OperationalError) as exc:
-            typer.echo(f"{redact_url(store.url)}: unavailable ({type(exc).__name__})", err=True)
+        except StoreUnavailable as exc:  # its message: the driver error's name
+            typer.echo(f"{redact_url(store.url)}: unavailable ({exc})", err=True)
             raise typer.Exit(1) from None
     finally:
         store.close()
