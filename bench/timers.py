@@ -57,7 +57,7 @@ from tests.fault.process import TicketbridgeProcess, service_env  # noqa: E402
 
 from ticketbridge.adapters.inbound.freshdesk import parse_webhook  # noqa: E402
 from ticketbridge.adapters.outbound.ports import Sent  # noqa: E402
-from ticketbridge.adapters.store.sql import Store  # noqa: E402
+from ticketbridge.adapters.store.engine import Store  # noqa: E402
 from ticketbridge.app.bootstrap import Services  # noqa: E402
 from ticketbridge.app.http.app import create_app  # noqa: E402
 from ticketbridge.app.logging import configure_logging  # noqa: E402

@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
-from ticketbridge.adapters.store.sql import Store, redact_url
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.urls import redact_url
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.http.app import create_app

@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, make_settings
 from tests.e2e.test_signed_sources import SIGNED, standard_headers, zendesk_headers
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.http.app import create_app

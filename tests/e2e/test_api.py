@@ -21,7 +21,7 @@ from tests.conftest import (
     WEBHOOK_SECRET,
     freshdesk_body,
 )
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.http.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ import respx
 from typer.testing import CliRunner, Result
 
 from tests.conftest import freshdesk_body
-from ticketbridge.adapters.store.effects import EffectNotDead, replay_dead
+from ticketbridge.adapters.store.dead_letters import EffectNotDead, replay_dead
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import DEAD
-from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.cli.main import cli
 
 
@@ -42,8 +42,9 @@ def dead_effects(store: Store, count: int, *, at: float = 1_000_000.0) -> list[i
             at=at,
         )
     rows = store.claim_due(now=at, owner="test", limit=count, lease_seconds=60)
-    for row in rows:
-        assert store.finish(row, status=DEAD, now=at, attempts=1, code=400, error="bad request")
+    outcome = {"status": DEAD, "now": at, "attempts": 1, "code": 400, "error": "bad request"}
+    with store.unit_of_work() as uow:
+        assert all(uow.finish_effects([(row, outcome, ()) for row in rows]))
     return [row.id for row in rows]
 
 

@@ -20,8 +20,11 @@ import sqlalchemy as sa
 
 from tests.conftest import make_settings
 from tests.virtual_time import on_virtual_time
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreError, StoreUnavailable
+from ticketbridge.adapters.store.postgres import PG_NOWAIT_LOCK_MS
 from ticketbridge.adapters.store.schema import policies
-from ticketbridge.adapters.store.sql import PG_NOWAIT_LOCK_MS, Store, StoreUnavailable, UnitOfWork
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 from ticketbridge.app.bootstrap import PG_LINGER_MS, Services
 from ticketbridge.app.workers.group_commit import GroupCommit
 
@@ -203,8 +206,9 @@ async def test_a_lone_job_hitting_a_store_error_raises_it_and_the_writer_goes_on
 
     writer, _ = _writer(store, mode)
     try:
-        with pytest.raises(sa.exc.IntegrityError):
+        with pytest.raises(StoreError) as raised:
             await writer.submit(duplicate)
+        assert isinstance(raised.value.__cause__, sa.exc.IntegrityError)
         assert await writer.submit(_save("after")) == "after"
     finally:
         await writer.close()

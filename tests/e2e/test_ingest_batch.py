@@ -12,8 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timeline, timers
-from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.services.ingest import (
     Incoming,
     IngestResult,

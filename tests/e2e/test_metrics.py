@@ -11,7 +11,7 @@ import respx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import freshdesk_body
-from ticketbridge.adapters.store.sql import OutboxStats
+from ticketbridge.adapters.store.rows import OutboxStats
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.http import middleware
 from ticketbridge.app.http.app import create_app

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import PENDING, RETRYING, SENT
-from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.workers.dispatcher import record_outcomes
 
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ticketbridge.adapters.store.sql import Store, StoreUnavailable
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.bootstrap import build_services
 from ticketbridge.app.clock import DatabaseClock, SystemClock
 from ticketbridge.app.services.ingest import PolicyBook, ingest
@@ -93,14 +94,14 @@ def test_a_replica_stalled_inside_a_transaction_loses_it_and_its_timers(
     late_write: list[BaseException] = []
     try:
         with stalled.unit_of_work() as uow:
-            held = uow.due_timers(now=now, limit=100)  # FOR UPDATE SKIP LOCKED
+            held, _ = uow.due_timers_with_states(now=now, limit=100)  # FOR UPDATE SKIP LOCKED
             assert held, "no due timers to hold"
             with other.unit_of_work() as uow2:  # while held, another replica sees none
-                assert uow2.due_timers(now=now, limit=100) == []
+                assert uow2.due_timers_with_states(now=now, limit=100) == ([], {})
 
             def take_over() -> None:
                 with other.unit_of_work() as uow3:
-                    rows = uow3.due_timers(now=now, limit=100)
+                    rows, _ = uow3.due_timers_with_states(now=now, limit=100)
                     uow3.mark_timers_fired([(t.id, 0.0) for t in rows], at=now)
                     taken.extend(t.id for t in rows)
 

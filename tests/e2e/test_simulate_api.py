@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from tests.conftest import ADMIN_TOKEN, freshdesk_body
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.engine import Store
 
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 TABLES = ("inbox", "tickets", "timeline", "outbox", "timers")

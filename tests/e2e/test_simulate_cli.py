@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from tests.e2e.test_simulate_api import SHORTER_TIER_ONE
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.cli.main import cli
 from ticketbridge.app.services.ingest import PolicyBook, ingest
 from ticketbridge.app.simulation.simulate import simulate

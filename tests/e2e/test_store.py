@@ -12,7 +12,10 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from tests.conftest import PostgresServer, freshdesk_body, make_settings
-from ticketbridge.adapters.store.sql import Store, UnitOfWork, normalise_url, redact_url
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.rows import TicketWrite, TimerUpdate
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
+from ticketbridge.adapters.urls import normalise_url, redact_url
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.cli.main import cli
 from ticketbridge.app.http.app import create_app
@@ -134,8 +137,8 @@ def test_firing_timers_never_deadlocks_with_a_webhook_of_the_same_ticket(store: 
     then wait for the ticket (PostgreSQL would abort one of the two as a deadlock). It skips
     a ticket being written and fires its timer on the next round."""
     with store.unit_of_work() as uow:
-        uow.save_ticket("freshdesk", "1", {"n": 0}, at=0.0)
-        uow.set_timer("freshdesk", "1", kind="engagement", due=10.0, rule="r", at=0.0)
+        uow.save_tickets([TicketWrite("freshdesk", "1", {"n": 0})], at=0.0)
+        uow.set_timers_many([TimerUpdate("freshdesk", "1", "engagement", 10.0, "r")], at=0.0)
     ticket_locked, scheduler_looked = threading.Event(), threading.Event()
     errors: list[BaseException] = []
     seen: list[int] = []
@@ -143,11 +146,17 @@ def test_firing_timers_never_deadlocks_with_a_webhook_of_the_same_ticket(store: 
     def webhook() -> None:
         try:
             with store.unit_of_work() as uow:
-                uow.load_ticket("freshdesk", "1")  # FOR UPDATE
+                delivery = {"source": "freshdesk", "dedup_key": "d", "ticket_id": "1"}
+                uow.add_inbox_and_lock([{**delivery, "at": 1.0, "event": {}}])  # FOR UPDATE
                 ticket_locked.set()
                 assert scheduler_looked.wait(10)
-                uow.set_timer("freshdesk", "1", kind="engagement", due=15.0, rule="r", at=1.0)
-                uow.save_ticket("freshdesk", "1", {"n": 1}, at=1.0)
+                uow.write_decided(
+                    states=[TicketWrite("freshdesk", "1", {"n": 1})],
+                    timer_changes=[TimerUpdate("freshdesk", "1", "engagement", 15.0, "r")],
+                    timeline=[],
+                    effects=[],
+                    at=1.0,
+                )
         except BaseException as exc:
             errors.append(exc)
 
@@ -155,12 +164,10 @@ def test_firing_timers_never_deadlocks_with_a_webhook_of_the_same_ticket(store: 
         try:
             assert ticket_locked.wait(10)
             with store.unit_of_work() as uow:
-                due = uow.due_timers(now=20.0, limit=10)
+                due, _ = uow.due_timers_with_states(now=20.0, limit=10)
                 scheduler_looked.set()
                 seen.append(len(due))
-                for timer in due:
-                    uow.load_ticket(timer.source, timer.ticket_id)
-                    uow.mark_timer_fired(timer.id, at=20.0, lateness=10.0)
+                uow.mark_timers_fired([(timer.id, 10.0) for timer in due], at=20.0)
         except BaseException as exc:
             scheduler_looked.set()
             errors.append(exc)
@@ -173,7 +180,7 @@ def test_firing_timers_never_deadlocks_with_a_webhook_of_the_same_ticket(store: 
     assert errors == []
     assert seen == [0]  # the ticket was being written: its timer waits for the next round
     with store.unit_of_work() as uow:
-        (timer,) = uow.due_timers(now=20.0, limit=10)
+        (timer,), _ = uow.due_timers_with_states(now=20.0, limit=10)
         assert timer.due_at == 15.0  # as the webhook re-planned it
         assert isinstance(uow, UnitOfWork)
 
@@ -201,7 +208,7 @@ def test_inbox_keys_stored_before_0004_still_dedup_after_it(database_url: str) -
     new one is not, and the downgrade gives the old keys back."""
     from alembic import command
 
-    from ticketbridge.adapters.store.sql import _alembic_config
+    from ticketbridge.adapters.store.engine import _alembic_config
 
     long_ticket = "t:" + "x" * 62  # 64 characters, a ':' inside
     old = [("freshdesk", "a" * 64, "11"), ("generic", "generic:" + "b" * 64, long_ticket)]
@@ -217,16 +224,15 @@ def test_inbox_keys_stored_before_0004_still_dedup_after_it(database_url: str) -
                 [{"s": s, "k": k, "t": t} for s, k, t in old],
             )
         store.migrate()
+        new = [("freshdesk", "c" * 64, "11"), ("freshdesk", "a" * 64, "12")]
         with store.unit_of_work() as uow:
-            again = [
-                uow.add_inbox(source=s, dedup_key=k, ticket_id=t, event={}, at=2) for s, k, t in old
-            ]
-            fresh = uow.add_inbox(
-                source="freshdesk", dedup_key="c" * 64, ticket_id="11", event={}, at=2
+            ids, _ = uow.add_inbox_and_lock(
+                [
+                    {"source": s, "dedup_key": k, "ticket_id": t, "event": {}, "at": 2}
+                    for s, k, t in old + new
+                ]
             )
-            other_ticket = uow.add_inbox(
-                source="freshdesk", dedup_key="a" * 64, ticket_id="12", event={}, at=2
-            )
+        *again, fresh, other_ticket = ids
         assert again == [None, None]
         assert isinstance(fresh, int)
         assert isinstance(other_ticket, int)
@@ -262,35 +268,35 @@ def test_timers_and_tickets_written_set_wise_as_one_by_one(store: Store) -> None
     the same due time left fired and one fired at another moved back to pending, cancelled
     ones cancelled; tickets new and known saved."""
     changes = [
-        ("freshdesk", str(n), kind, 100.0 + n, f"rule {kind} {n}")
+        TimerUpdate("freshdesk", str(n), kind, 100.0 + n, f"rule {kind} {n}")
         for n in range(70)
         for kind in ("engagement", "tier_one")
     ]
     with store.unit_of_work() as uow:
         uow.set_timers_many(changes, at=1.0)  # 140 rows: more than one statement's worth
-        uow.save_tickets([("freshdesk", str(n), {"n": n}) for n in range(70)], at=1.0)
+        uow.save_tickets([TicketWrite("freshdesk", str(n), {"n": n}) for n in range(70)], at=1.0)
     with store.unit_of_work() as uow:
-        first, second = uow.due_timers(now=100.5, limit=10)
+        (first, second), _ = uow.due_timers_with_states(now=100.5, limit=10)
         assert (first.ticket_id, first.kind, first.due_at) == ("0", "engagement", 100.0)
         assert (second.ticket_id, second.kind, second.due_at) == ("0", "tier_one", 100.0)
         uow.mark_timers_fired([(first.id, 100.5), (second.id, 100.5)], at=100.5)
     with store.unit_of_work() as uow:
         uow.set_timers_many(
             [
-                ("freshdesk", "0", "engagement", 100.0, "same deadline"),  # fired: stays fired
-                ("freshdesk", "0", "tier_one", 300.0, "moved"),  # fired: armed again
-                ("freshdesk", "1", "engagement", 200.0, "moved"),
-                ("freshdesk", "1", "tier_one", None, ""),  # cancelled
-                ("freshdesk", "2", "engagement", 250.0, "first"),
-                ("freshdesk", "2", "engagement", 260.0, "last wins"),
-                ("freshdesk", "new", "engagement", 500.0, "new"),
+                TimerUpdate("freshdesk", "0", "engagement", 100.0, "same deadline"),  # fired: stays
+                TimerUpdate("freshdesk", "0", "tier_one", 300.0, "moved"),  # fired: armed again
+                TimerUpdate("freshdesk", "1", "engagement", 200.0, "moved"),
+                TimerUpdate("freshdesk", "1", "tier_one", None, ""),  # cancelled
+                TimerUpdate("freshdesk", "2", "engagement", 250.0, "first"),
+                TimerUpdate("freshdesk", "2", "engagement", 260.0, "last wins"),
+                TimerUpdate("freshdesk", "new", "engagement", 500.0, "new"),
             ],
             at=2.0,
         )
         uow.save_tickets(
             [
-                ("freshdesk", "0", {"n": "last"}),
-                ("freshdesk", "new", {"n": "new"}),
+                TicketWrite("freshdesk", "0", {"n": "last"}),
+                TicketWrite("freshdesk", "new", {"n": "new"}),
             ],
             at=2.0,
         )

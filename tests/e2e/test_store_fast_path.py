@@ -1,5 +1,5 @@
-"""The webhook path's statements run straight on the driver (``_Fast``): what they store, and
-how they fail, must be what SQLAlchemy's ``Connection.execute`` would have given."""
+"""The webhook path's statements run straight on the driver (``compiled.Driver``): what they
+store, and how they fail, must be what SQLAlchemy's ``Connection.execute`` would have given."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timers
-from ticketbridge.adapters.store.sql import (
-    SQLITE_ROWS_PER_INSERT,
-    Store,
-    StoreUnavailable,
-    _PgSets,
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreError, StoreUnavailable
+from ticketbridge.adapters.store.postgres import PgSets
+from ticketbridge.adapters.store.rows import (
+    NewEffect,
+    TicketWrite,
+    TimelineEntry,
+    TimerUpdate,
     json_dumps,
 )
+from ticketbridge.adapters.store.schema import inbox, outbox, tickets, timers
+from ticketbridge.adapters.store.sqlite import SQLITE_ROWS_PER_INSERT
 
 EVENT = {"kind": "created", "priority": "urgent", "change": {"ticket_action": "created"}}
 STATE = {"priority": "urgent", "status": "open", "tags": ["a", "ü"], "n": 1.5}
@@ -36,18 +40,30 @@ def _effect(key: str) -> dict[str, Any]:
 
 
 def test_rows_written_on_the_fast_path_read_back_through_sqlalchemy(store: Store) -> None:
+    delivery = {"source": "freshdesk", "dedup_key": "k1", "ticket_id": "5", "event": EVENT}
     with store.unit_of_work() as uow:
-        first = uow.add_inbox(source="freshdesk", dedup_key="k1", ticket_id="5", event=EVENT, at=10)
-        again = uow.add_inbox(source="freshdesk", dedup_key="k1", ticket_id="5", event=EVENT, at=11)
+        (first, again), states = uow.add_inbox_and_lock(
+            [{**delivery, "at": 10}, {**delivery, "at": 11}]
+        )
+        assert states == {}
         assert uow.load_ticket("freshdesk", "5") is None
-        uow.save_ticket("freshdesk", "5", STATE, 10)
-        uow.save_ticket("freshdesk", "5", {**STATE, "status": "pending"}, 12)
-        uow.set_timers("freshdesk", "5", [("engagement", 100, "r1"), ("update", 200, "r2")], at=10)
-        uow.set_timers("freshdesk", "5", [("update", None, "r2")], at=11)
+        uow.write_decided(
+            states=[TicketWrite("freshdesk", "5", STATE)],
+            timer_changes=[
+                TimerUpdate("freshdesk", "5", "engagement", 100, "r1"),
+                TimerUpdate("freshdesk", "5", "update", 200, "r2"),
+            ],
+            timeline=[],
+            effects=[],
+            at=10,
+        )
+        uow.set_timers_many([TimerUpdate("freshdesk", "5", "update", None, "r2")], at=11)
+        uow.save_tickets([TicketWrite("freshdesk", "5", {**STATE, "status": "pending"})], at=12)
         leased = uow.enqueue([_effect("e1")], at=10, lease=("me", 70))
         queued = uow.enqueue([_effect("e2"), _effect("e1")], at=10, lease=("me", 70))
-        assert uow.has_open_effect("freshdesk", "5", "victorops")
-        assert not uow.has_open_effect("freshdesk", "5", "github")
+        assert uow.open_targets([("freshdesk", "5"), ("freshdesk", "6")]) == {
+            ("freshdesk", "5", "victorops")
+        }
         assert uow.load_ticket("freshdesk", "5") == {**STATE, "status": "pending"}
     assert isinstance(first, int)
     assert again is None
@@ -90,9 +106,16 @@ def test_rows_written_on_the_fast_path_read_back_through_sqlalchemy(store: Store
             assert conn.exec_driver_sql("SELECT event FROM inbox").scalar_one() == raw
 
 
-def test_a_constraint_broken_on_the_fast_path_raises_sqlalchemys_error(store: Store) -> None:
-    with pytest.raises(sa.exc.IntegrityError), store.unit_of_work() as uow:
-        uow.add_inbox(source=None, dedup_key="k", ticket_id="5", event=EVENT, at=1)  # type: ignore[arg-type]
+def test_a_constraint_broken_on_the_fast_path_is_a_store_error_from_sqlalchemys(
+    store: Store,
+) -> None:
+    """What the driver raised reaches the caller as SQLAlchemy's ``execute`` would have raised
+    it, behind the store's own error (a refused statement: not "unavailable")."""
+    delivery = {"source": None, "dedup_key": "k", "ticket_id": "5", "event": EVENT, "at": 1}
+    with pytest.raises(StoreError) as raised, store.unit_of_work() as uow:
+        uow.add_inbox_and_lock([delivery])
+    assert isinstance(raised.value.__cause__, sa.exc.IntegrityError)
+    assert not isinstance(raised.value, StoreUnavailable)
     assert store.count("inbox") == 0  # rolled back
 
 
@@ -103,7 +126,7 @@ def test_an_operational_error_on_the_fast_path_is_store_unavailable(store: Store
     def write_into_a_dropped_table() -> None:
         with store.unit_of_work() as uow:
             uow.conn.exec_driver_sql("DROP TABLE timeline")
-            uow.add_timeline("freshdesk", "5", at=1, kind="note", detail={})
+            uow.add_timeline_many([TimelineEntry("freshdesk", "5", 1, "note", {})])
 
     with pytest.raises(StoreUnavailable):
         write_into_a_dropped_table()
@@ -141,7 +164,7 @@ def test_lookups_by_ticket_take_the_index_in_a_cached_plan_on_a_young_table(
     """A connection prepares the webhook path's statements and keeps one plan for each. On a
     table never analyzed (a fresh database) the plan must still look tickets up by key: a
     plan that reads the whole table stays in use as the table grows."""
-    sql = getattr(_PgSets, name)
+    sql = getattr(PgSets, name)
     numbered = sql
     for n in range(1, sql.count("%") + 1):
         numbered = re.sub(r"%[bs]", f"${n}", numbered, count=1)
@@ -181,9 +204,9 @@ def test_effects_inserted_as_a_set_keep_each_rows_id_and_skip_repeated_keys(stor
     count = SQLITE_ROWS_PER_INSERT + 7
     keys = [f"e{i}" for i in range(count)]
     with store.unit_of_work() as uow:
-        before = uow.insert_effects([(_effect("e3"), 1.0, False)])
-        rows = [(_effect(k), 1.0, False) for k in keys]
-        rows.insert(10, (_effect("e5"), 1.0, False))  # repeats an earlier row of the set
+        before = uow.insert_effects([NewEffect(_effect("e3"), 1.0, False)])
+        rows = [NewEffect(_effect(k), 1.0, False) for k in keys]
+        rows.insert(10, NewEffect(_effect("e5"), 1.0, False))  # repeats an earlier row of the set
         inserted = uow.insert_effects(rows)
     assert before[0] is not None
     expected = [k if k != "e3" else None for k in keys]
@@ -199,9 +222,9 @@ def test_tickets_are_found_by_key_among_many(store: Store) -> None:
     (SQLite looks them up ``SQLITE_ROWS_PER_INSERT`` keys a statement)."""
     count = SQLITE_ROWS_PER_INSERT + 3
     with store.unit_of_work() as uow:
-        for i in range(0, count, 2):  # every other ticket exists
-            uow.save_ticket("freshdesk", str(i), {**STATE, "n": i}, 1)
-        uow.save_ticket("zendesk", "1", {**STATE, "n": -1}, 1)  # same id, another source
+        existing = [TicketWrite("freshdesk", str(i), {**STATE, "n": i}) for i in range(0, count, 2)]
+        existing.append(TicketWrite("zendesk", "1", {**STATE, "n": -1}))  # same id, other source
+        uow.save_tickets(existing, at=1)  # every other ticket exists
         rows = [
             {"source": "freshdesk", "dedup_key": f"k{i}", "ticket_id": str(i), "at": 1.0}
             | {"event": EVENT}

@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import ADMIN_TOKEN, AppHarness, make_settings
 from tests.scenarios.harness import FD, VO_API, Scenario
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.http.app import create_app

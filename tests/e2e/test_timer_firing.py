@@ -15,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 import ticketbridge.app.workers.scheduler as scheduler_module
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.adapters.store.schema import timeline
-from ticketbridge.adapters.store.sql import Store, StoreUnavailable
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.services.ingest import (
     PolicyBook,

@@ -11,7 +11,8 @@ import pytest
 import respx
 
 from tests.conftest import AppHarness, freshdesk_body, make_settings
-from ticketbridge.adapters.store.sql import Announcement, Store
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.rows import Announcement
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.http.app import create_app
 from ticketbridge.app.services.ingest import (

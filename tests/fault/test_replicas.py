@@ -27,8 +27,8 @@ import sqlalchemy as sa
 
 from tests.conftest import PostgresServer
 from tests.fault.process import TicketbridgeProcess
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import outbox, timeline, timers
-from ticketbridge.adapters.store.sql import Store
 from ticketbridge.app.policy import load_policy
 from ticketbridge.app.services.ingest import PolicyBook, ingest_in
 from ticketbridge.rules import EventKind, Priority, Status, TicketEvent

@@ -28,8 +28,8 @@ import sqlalchemy as sa
 from tests.conftest import PostgresServer, freshdesk_body
 from tests.fakes.victorops import FakeVictorOps, Fault
 from tests.fault.process import TicketbridgeProcess
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import outbox
-from ticketbridge.adapters.store.sql import Store
 
 pytestmark = pytest.mark.fault
 

@@ -21,7 +21,8 @@ from ticketbridge.adapters.outbound.victorops_bridge import (
 )
 from ticketbridge.adapters.outbound.zendesk import STATUS_NAMES as ZENDESK_STATUS_NAMES
 from ticketbridge.adapters.outbound.zendesk import ZendeskApi
-from ticketbridge.adapters.store.sql import Store, UnitOfWork
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 from ticketbridge.app.clock import Clock, DatabaseClock, SystemClock
 from ticketbridge.app.policy import load_policy
 from ticketbridge.app.services.ingest import Incoming, IngestResult, PolicyBook, ingest, ingest_many

@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
-from ticketbridge.adapters.store.sql import OutboxStats
+from ticketbridge.adapters.store.rows import OutboxStats
 from ticketbridge.app.clock import Clock
 from ticketbridge.app.http.deps import from_state
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from ticketbridge.adapters.store.effects import EffectRecord
-    from ticketbridge.adapters.store.sql import Store
+    from ticketbridge.adapters.store.dead_letters import EffectRecord
+    from ticketbridge.adapters.store.engine import Store
 
 effects_cli = typer.Typer(
     no_args_is_help=True,
@@ -37,9 +37,9 @@ class State(StrEnum):
 @contextmanager
 def _store() -> Iterator[Store]:
     """The store from settings, refusing an outdated schema like the service does."""
-    import sqlalchemy as sa
-
-    from ticketbridge.adapters.store.sql import Store, StoreUnavailable, redact_url
+    from ticketbridge.adapters.store.engine import Store
+    from ticketbridge.adapters.store.errors import StoreError, StoreUnavailable
+    from ticketbridge.adapters.urls import redact_url
     from ticketbridge.app.cli.main import _settings_or_exit
     from ticketbridge.app.settings import Settings
 
@@ -49,8 +49,8 @@ def _store() -> Iterator[Store]:
     try:
         try:
             current, head = store.schema_revisions()
-        except Exception as exc:  # any driver error: the database cannot be read
-            typer.echo(f"{redact_url(store.url)}: unavailable ({type(exc).__name__})", err=True)
+        except StoreError as exc:  # the database cannot be read
+            typer.echo(f"{redact_url(store.url)}: unavailable ({exc})", err=True)
             raise typer.Exit(1) from None
         if current != head:
             typer.echo(
@@ -61,8 +61,8 @@ def _store() -> Iterator[Store]:
             raise typer.Exit(2)
         try:
             yield store
-        except (StoreUnavailable, sa.exc.OperationalError) as exc:
-            typer.echo(f"{redact_url(store.url)}: unavailable ({type(exc).__name__})", err=True)
+        except StoreUnavailable as exc:  # its message: the driver error's name
+            typer.echo(f"{redact_url(store.url)}: unavailable ({exc})", err=True)
             raise typer.Exit(1) from None
     finally:
         store.close()
@@ -106,7 +106,7 @@ def list_(
     ] = None,
 ) -> None:
     """List effects in one state, newest first (dead letters by default)."""
-    from ticketbridge.adapters.store.effects import list_effects
+    from ticketbridge.adapters.store.dead_letters import list_effects
 
     with _store() as store:
         records, next_before_id = list_effects(
@@ -125,7 +125,7 @@ def retry(
     effect_id: Annotated[int, typer.Argument(min=1, metavar="ID", help="The effect's id.")],
 ) -> None:
     """Replay one dead effect, once (attempts start again; the timeline records it)."""
-    from ticketbridge.adapters.store.effects import EffectNotDead, EffectNotFound, replay_dead
+    from ticketbridge.adapters.store.dead_letters import EffectNotDead, EffectNotFound, replay_dead
 
     with _store() as store:
         try:

@@ -115,9 +115,9 @@ def check_policy(
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the newest revision."""
-    import sqlalchemy as sa
-
-    from ticketbridge.adapters.store.sql import Store, redact_url
+    from ticketbridge.adapters.store.engine import Store
+    from ticketbridge.adapters.store.errors import StoreError
+    from ticketbridge.adapters.urls import redact_url
     from ticketbridge.app.settings import Settings
 
     settings = _settings_or_exit()
@@ -126,9 +126,8 @@ def migrate() -> None:
     try:
         store.migrate()
         current, _ = store.schema_revisions()
-    except sa.exc.OperationalError as exc:  # the driver's message names host and port only
-        reason = str(exc.orig or exc).strip().splitlines()[0]
-        typer.echo(f"{redact_url(store.url)}: cannot migrate: {reason}", err=True)
+    except StoreError as exc:
+        typer.echo(f"{redact_url(store.url)}: cannot migrate: {exc.reason}", err=True)
         raise typer.Exit(1) from None
     finally:
         store.close()

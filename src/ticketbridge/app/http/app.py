@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ticketbridge
-from ticketbridge.adapters.store.sql import Announcement, redact_url
+from ticketbridge.adapters.store.rows import Announcement
+from ticketbridge.adapters.urls import redact_url
 from ticketbridge.app.bootstrap import Services, build_readers, build_senders, build_services
 from ticketbridge.app.clock import DatabaseClock
 from ticketbridge.app.http.direct import WEBHOOKS, Direct, DirectApp

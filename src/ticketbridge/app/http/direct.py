@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from ticketbridge.adapters.inbound.errors import InboundError
 from ticketbridge.adapters.inbound.sources import SOURCES, Source, first_headers
-from ticketbridge.adapters.store.sql import StoreUnavailable
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.http.body import BodyBudget, BodyBudgetFull, PayloadTooLarge, read_body
 from ticketbridge.app.http.deps import from_state, services_of

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.http.schemas import iso
 from ticketbridge.app.services.ingest import PolicyBook
 from ticketbridge.rules import Policy, Status, TicketState

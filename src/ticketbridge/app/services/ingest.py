@@ -8,19 +8,23 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import structlog
 
-from ticketbridge.adapters.store.sql import (
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.rows import (
     DueTimer,
-    LeasePlan,
+    NewEffect,
     OutboxRow,
     RawJSON,
-    Store,
-    UnitOfWork,
+    TicketWrite,
+    TimelineEntry,
+    TimerUpdate,
 )
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 from ticketbridge.rules import Decision, Policy, TicketEvent, TicketState, decide
+from ticketbridge.rules.delivery import LeasePlan
 from ticketbridge.rules.model import ADMIN_EVENTS, Effect, TimerChange, TimerKind
 from ticketbridge.rules.timers import (
     fired_note,
@@ -181,9 +185,9 @@ def ingest_many(
     )
     latest = max(ats, default=0.0)
     changed: dict[tuple[str, str], TicketState] = {}
-    timer_changes: list[tuple[str, str, str, float | None, str]] = []
-    notes: list[tuple[str, str, float, str, dict[str, Any]]] = []
-    effects: list[tuple[dict[str, Any], float, bool]] = []
+    timer_changes: list[TimerUpdate] = []
+    notes: list[TimelineEntry] = []
+    effects: list[NewEffect] = []
     skipped: list[bool] = []  # per entry of ``effects``
     # Per item: its outcome, then (first, end) of its effects in ``effects`` and its earliest
     # armed timer.
@@ -201,7 +205,9 @@ def ingest_many(
         # inbox, the state and the outbox; only what exists nowhere else is written to it.
         if decision.notes:
             kind = "stale" if decision.stale else "note"
-            notes.extend((src, tid, at, kind, {"note": note}) for note in decision.notes)
+            notes.extend(
+                TimelineEntry(src, tid, at, kind, {"note": note}) for note in decision.notes
+            )
         if decision.stale:
             uow.mark_inbox(inbox_id, "stale")
             plans.append(("stale", 0, 0, None))
@@ -210,18 +216,23 @@ def ingest_many(
         earliest: float | None = None  # of the timers it arms
         for change in decision.timers:
             due = change.due.timestamp() if change.due is not None else None
-            timer_changes.append((src, tid, change.kind.value, due, change.rule))
+            timer_changes.append(TimerUpdate(src, tid, change.kind.value, due, change.rule))
             if due is not None and (earliest is None or due < earliest):
                 earliest = due
         first = len(effects)
         for row in effect_rows(src, tid, decision):
             skip = configured is not None and row["target"] not in configured
-            effects.append((row, at, not skip and item.lease is not None and leases.take(row)))
+            effects.append(
+                NewEffect(row, at, not skip and item.lease is not None and leases.take(row))
+            )
             skipped.append(skip)
         plans.append(("accepted", first, len(effects), earliest))
     lease = next((item.lease for item in items if item.lease is not None), None)
     inserted = uow.write_decided(
-        states=[(s, t, RawJSON(_state_json(state).decode())) for (s, t), state in changed.items()],
+        states=[
+            TicketWrite(s, t, RawJSON(_state_json(state).decode()))
+            for (s, t), state in changed.items()
+        ],
         timer_changes=timer_changes,
         timeline=notes,
         effects=effects,
@@ -273,10 +284,23 @@ class TimerRun:
 
 BREACH_TIMERS = frozenset({TimerKind.ENGAGEMENT, TimerKind.CUSTOMER_UPDATE})
 
-# An effect as the outbox takes it from a timer: key, target, kind, reason, payload (as JSON).
-EffectRow = tuple[str, str, str, str, RawJSON]
-# A timer change of one ticket: kind, due (None: cancel), rule.
-ChangeRow = tuple[str, float | None, str]
+
+class EffectRow(NamedTuple):
+    """An effect as the outbox takes it from a timer, its payload as JSON."""
+
+    key: str
+    target: str
+    kind: str
+    reason: str
+    payload: RawJSON
+
+
+class ChangeRow(NamedTuple):
+    """A change to one ticket's timer of ``kind``: armed at ``due``, or cancelled (None)."""
+
+    kind: str
+    due: float | None
+    rule: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,11 +338,13 @@ def _digest(text: str) -> bytes:
 
 
 def _effect_rows(effects: Sequence[Effect]) -> tuple[EffectRow, ...]:
-    return tuple((e.key, e.target, e.kind, e.reason, _json(e.payload)) for e in effects)
+    return tuple(EffectRow(e.key, e.target, e.kind, e.reason, _json(e.payload)) for e in effects)
 
 
 def _change_rows(changes: Sequence[TimerChange]) -> tuple[ChangeRow, ...]:
-    return tuple((c.kind.value, c.due.timestamp() if c.due else None, c.rule) for c in changes)
+    return tuple(
+        ChangeRow(c.kind.value, c.due.timestamp() if c.due else None, c.rule) for c in changes
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,8 +447,8 @@ def fire_due_timers(
         saved: dict[tuple[str, str], RawJSON | None] = {}
         fired: list[tuple[int, float]] = []
         breaches: list[tuple[str, str]] = []
-        timer_changes: list[tuple[str, str, str, float | None, str]] = []
-        timeline_rows: list[tuple[str, str, float, str, RawJSON]] = []
+        timer_changes: list[TimerUpdate] = []
+        timeline_rows: list[TimelineEntry] = []
         effects: list[dict[str, Any]] = []
         for timer in due:
             lateness = max(0.0, at - timer.due_at)
@@ -466,10 +492,12 @@ def fire_due_timers(
                 breaches.append((timer.kind, priority.value))
             late_s = round(lateness, 3)
             timeline_rows.extend(
-                (src, tid, at, "timer", _json({"timer": timer.kind, "note": n, "late_s": late_s}))
+                TimelineEntry(
+                    src, tid, at, "timer", _json({"timer": timer.kind, "note": n, "late_s": late_s})
+                )
                 for n in notes
             )
-            timer_changes.extend((src, tid, k, d, r) for k, d, r in changes)
+            timer_changes.extend(TimerUpdate(src, tid, k, d, r) for k, d, r in changes)
             effects.extend(
                 {
                     "key": effect_key,
@@ -483,7 +511,9 @@ def fire_due_timers(
                 for effect_key, target, effect_kind, reason, payload in rows
             )
         uow.mark_timers_fired(fired, at=at)
-        uow.save_tickets([(s, t, st) for (s, t), st in saved.items() if st is not None], at=at)
+        uow.save_tickets(
+            [TicketWrite(s, t, st) for (s, t), st in saved.items() if st is not None], at=at
+        )
         uow.set_timers_many(_without_noop_cancels(timer_changes, due), at=at)
         uow.add_timeline_many(timeline_rows)
         created = uow.enqueue_many(effects, at=at)
@@ -497,8 +527,8 @@ _TIMER_KINDS = {kind.value: kind for kind in TimerKind}
 
 
 def _without_noop_cancels(
-    changes: list[tuple[str, str, str, float | None, str]], fired: Sequence[DueTimer]
-) -> list[tuple[str, str, str, float | None, str]]:
+    changes: list[TimerUpdate], fired: Sequence[DueTimer]
+) -> list[TimerUpdate]:
     """``changes`` less those of a timer whose last change cancels it while it fired in this
     batch: marked fired first, it is no longer pending, so that cancel would change nothing
     (and only the last change of a timer is applied)."""

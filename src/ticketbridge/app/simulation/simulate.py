@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from ticketbridge.adapters.store import schema
-from ticketbridge.adapters.store.sql import Store
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.services.ingest import PolicyBook, fire_due_timers, ingest
 from ticketbridge.app.simulation.timeline import Timeline, deliveries, format_offset

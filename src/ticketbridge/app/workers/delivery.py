@@ -9,7 +9,8 @@ from typing import Any, Protocol
 
 from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.ports import Sent
-from ticketbridge.adapters.store.sql import OutboxRow, UnitOfWork
+from ticketbridge.adapters.store.rows import OutboxRow
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 
 
 class Sender(Protocol):

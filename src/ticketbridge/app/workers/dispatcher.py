@@ -20,6 +20,9 @@ import tenacity
 
 from ticketbridge.adapters.outbound.errors import AdapterError, unexpected_error
 from ticketbridge.adapters.outbound.ports import Sent
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreUnavailable
+from ticketbridge.adapters.store.rows import OutboxRow
 from ticketbridge.adapters.store.schema import (
     DEAD,
     NOT_CONFIGURED,
@@ -28,7 +31,6 @@ from ticketbridge.adapters.store.schema import (
     SENT,
     SKIPPED,
 )
-from ticketbridge.adapters.store.sql import OutboxRow, Store, StoreUnavailable
 from ticketbridge.app.clock import Clock
 from ticketbridge.app.settings import DispatchSettings
 from ticketbridge.app.workers.delivery import (

@@ -29,7 +29,9 @@ from typing import Any, Generic, TypeVar
 import anyio
 import structlog
 
-from ticketbridge.adapters.store.sql import Store, StoreBusy, UnitOfWork
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreBusy
+from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")

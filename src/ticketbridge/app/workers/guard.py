@@ -8,8 +8,9 @@ from typing import Protocol, cast
 
 from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.ports import HelpdeskTicket
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.rows import OutboxRow
 from ticketbridge.adapters.store.schema import OPEN_STATES, SENT
-from ticketbridge.adapters.store.sql import OutboxRow, Store
 from ticketbridge.app.workers.dispatcher import GO, Verdict
 from ticketbridge.rules.model import Priority, Status
 

@@ -13,7 +13,8 @@ from typing import Any
 import anyio
 import structlog
 
-from ticketbridge.adapters.store.sql import Store, StoreUnavailable
+from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.clock import Clock
 from ticketbridge.app.services.ingest import (
     PolicyBook,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import psycopg
 import structlog
 
-from ticketbridge.adapters.store.sql import CHANNEL, Announcement
+from ticketbridge.adapters.store.rows import CHANNEL, Announcement
 
 log = structlog.get_logger("ticketbridge.wakeups")
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
 
-from ticketbridge.adapters.store.sql import StoreUnavailable
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.http.deps import AdminDep, ServicesDep
 from ticketbridge.app.http.schemas import (
     AdminAccepted,

@@ -9,7 +9,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel
 
-from ticketbridge.adapters.store.effects import (
+from ticketbridge.adapters.store.dead_letters import (
     EffectNotDead,
     EffectNotFound,
     EffectRecord,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from ticketbridge.adapters.store.sql import StoreUnavailable
+from ticketbridge.adapters.store.errors import StoreError
 from ticketbridge.app.http.deps import ServicesDep
 from ticketbridge.app.http.schemas import Health
 
@@ -26,8 +26,8 @@ async def healthz() -> Health:
 async def readyz(services: ServicesDep) -> JSONResponse:
     try:
         current, head = await services.run_db(services.store.schema_revisions)
-    except (StoreUnavailable, Exception) as exc:  # any driver error means not ready
-        detail = f"store unreachable: {type(exc).__name__}"
+    except StoreError as exc:  # the database unreachable or refusing: not ready
+        detail = f"store unreachable: {exc}"
         return JSONResponse(Health(status="unavailable", detail=detail).model_dump(), 503)
     if current != head:
         detail = f"schema at {current}, expected {head}: run `ticketbridge migrate`"

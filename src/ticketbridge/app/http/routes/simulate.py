@@ -8,7 +8,7 @@ import anyio
 import yaml
 from fastapi import APIRouter, Body, HTTPException, Request
 
-from ticketbridge.adapters.store.sql import StoreUnavailable
+from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.http.deps import AdminDep, ServicesDep
 from ticketbridge.app.http.schemas import ErrorBody
 from ticketbridge.app.policy import PolicyError, parse_policy

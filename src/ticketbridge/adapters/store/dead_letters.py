@@ -11,8 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import DEAD, PENDING, outbox, timeline
-from ticketbridge.adapters.store.sql import Store
 
 # What the list shows: everything but the payload and the result.
 _COLUMNS = (
