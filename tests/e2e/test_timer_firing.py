@@ -18,12 +18,11 @@ import ticketbridge.app.workers.scheduler as scheduler_module
 from ticketbridge.adapters.store.schema import timeline
 from ticketbridge.adapters.store.sql import Store, StoreUnavailable
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.services.ingest import (
-    PolicyBook,
+from ticketbridge.app.services.ingest import PolicyBook, ingest
+from ticketbridge.app.services.timers import (
     PreparedTimer,
     TimerRun,
     fire_due_timers,
-    ingest,
     prepare_timers,
     read_upcoming,
 )

@@ -85,7 +85,7 @@ class Services:
         return 0.0 if self.store.is_sqlite else PG_LINGER_MS
 
     def ingest_many(self, uow: UnitOfWork, items: list[Incoming]) -> list[IngestResult]:
-        """``service.ingest_many`` under this service's policies (the webhooks' group-commit
+        """``services.ingest.ingest_many`` under this service's policies (the webhooks' group-commit
         job: see ``GroupCommit.submit_many``)."""
         configured = self.senders.keys() if self.senders is not None else None
         return ingest_many(uow, items, policies=self.policies, configured=configured)
