@@ -26,7 +26,7 @@ from ticketbridge.app.clock import Clock, DatabaseClock, SystemClock
 from ticketbridge.app.policy import load_policy
 from ticketbridge.app.services.ingest import Incoming, IngestResult, PolicyBook, ingest, ingest_many
 from ticketbridge.app.settings import Settings
-from ticketbridge.app.workers.dispatcher import Sender
+from ticketbridge.app.workers.delivery import Sender
 from ticketbridge.app.workers.group_commit import GroupCommit
 from ticketbridge.app.workers.guard import TicketReader
 from ticketbridge.rules import EventKind, Policy, TicketEvent

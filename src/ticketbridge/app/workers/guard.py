@@ -10,7 +10,7 @@ from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.ports import HelpdeskTicket
 from ticketbridge.adapters.store.schema import OPEN_STATES, SENT
 from ticketbridge.adapters.store.sql import OutboxRow, Store
-from ticketbridge.app.workers.dispatcher import GO, Verdict
+from ticketbridge.app.workers.delivery import GO, Verdict
 from ticketbridge.rules.model import Priority, Status
 
 PAGING = (Priority.URGENT, Priority.HIGH)
