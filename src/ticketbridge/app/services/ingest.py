@@ -9,8 +9,10 @@ from typing import Any, Literal
 
 import structlog
 
+from ticketbridge.adapters.outbound.ports import HelpdeskTicket
+from ticketbridge.adapters.outbound.zendesk import STATUS_NAMES as ZENDESK_STATUS_NAMES
 from ticketbridge.adapters.store.sql import LeasePlan, OutboxRow, RawJSON, Store, UnitOfWork
-from ticketbridge.rules import Decision, Policy, TicketEvent, TicketState, decide
+from ticketbridge.rules import Decision, EventKind, Policy, TicketEvent, TicketState, decide
 from ticketbridge.rules.model import ADMIN_EVENTS
 
 log = structlog.get_logger("ticketbridge.service")
@@ -116,6 +118,31 @@ def ingest_in(
     if event.kind in ADMIN_EVENTS and uow.load_ticket(event.source, event.ticket_id) is None:
         raise UnknownTicket(f"no ticket {event.source}/{event.ticket_id}")
     return ingest_many(uow, [Incoming(event, dedup_key, now, lease)], policies=policies)[0]
+
+
+STATUS_LABELS = {
+    "freshdesk": {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"},
+    "zendesk": ZENDESK_STATUS_NAMES,
+}
+
+
+def reread_event(source: str, ticket: HelpdeskTicket) -> tuple[TicketEvent, str]:
+    """What the helpdesk API shows of a ticket, as an update event and its dedup key (the
+    same reading twice is one event)."""
+    event = TicketEvent(
+        source=source,
+        ticket_id=ticket.ticket_id,
+        kind=EventKind.UPDATED,
+        priority=ticket.priority,
+        status=ticket.status,
+        status_label=STATUS_LABELS.get(source, {}).get(
+            ticket.status_code, f"Status {ticket.status_code}"
+        ),
+        change={"reread": "helpdesk API"},
+    )
+    stamp = ticket.updated_at.isoformat() if ticket.updated_at else "-"
+    key = f"api:{ticket.ticket_id}:{stamp}:{ticket.priority.value}:{ticket.status_code}"
+    return event, key
 
 
 # ``model_dump_json()`` of the event and the ticket each webhook writes, by pydantic-core's
