@@ -146,8 +146,8 @@ def reread_event(source: str, ticket: HelpdeskTicket) -> tuple[TicketEvent, str]
 
 
 # ``model_dump_json()`` of the event and the ticket each webhook writes, by pydantic-core's
-# serialiser called directly (bytes, decoded): model_dump_json passes a dozen keyword
-# arguments, all defaults, and that was a quarter of serialising an event.
+# serialiser called directly (bytes, decoded): the same text, without model_dump_json's
+# dozen default keyword arguments passed on every call of the hot path.
 _event_json = TicketEvent.__pydantic_serializer__.to_json
 _state_json = TicketState.__pydantic_serializer__.to_json
 
@@ -257,9 +257,9 @@ def ingest_many(
     # Work another replica may take, announced at commit: the effects left for a claim (the
     # leased ones go out from here) and the earliest timer armed, if it is due soon. This
     # replica's own scheduler is woken for its timers, and every replica's looks for due
-    # timers at least once a poll period (a second by default): a NOTIFY for a deadline
-    # half an hour away only cost every replica work (and, on PostgreSQL, serialised the
-    # commits that send one).
+    # timers at least once a poll period (a second by default): a NOTIFY for a distant
+    # deadline would only cost every replica work (and, on PostgreSQL, serialise the commits
+    # that send one).
     soon = latest + ANNOUNCE_TIMERS_WITHIN
     armed = [r.earliest_timer for r in results if r.earliest_timer is not None]
     timer = min(armed, default=None)
