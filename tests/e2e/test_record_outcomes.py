@@ -8,7 +8,7 @@ from typing import Any
 
 from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import PENDING, RETRYING, SENT
-from ticketbridge.app.workers.dispatcher import record_outcomes
+from ticketbridge.app.workers.delivery import record_outcomes
 
 
 def _effect(key: str, ticket: str, **extra: Any) -> dict[str, Any]:

@@ -21,13 +21,8 @@ from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.http.app import create_app
 from ticketbridge.app.policy import default_policy_text, load_policy, parse_policy
-from ticketbridge.app.services.ingest import (
-    PolicyBook,
-    fire_due_timers,
-    ingest,
-    prepare_timers,
-    read_upcoming,
-)
+from ticketbridge.app.services.ingest import PolicyBook, ingest
+from ticketbridge.app.services.timers import fire_due_timers, prepare_timers, read_upcoming
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent
 
 S = timedelta(seconds=1)

@@ -19,12 +19,11 @@ from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.adapters.store.schema import timeline
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.services.ingest import (
-    PolicyBook,
+from ticketbridge.app.services.ingest import PolicyBook, ingest
+from ticketbridge.app.services.timers import (
     PreparedTimer,
     TimerRun,
     fire_due_timers,
-    ingest,
     prepare_timers,
     read_upcoming,
 )

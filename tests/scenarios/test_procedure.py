@@ -214,7 +214,7 @@ def _page_sent_but_not_recorded(s: Scenario, ticket: int) -> None:
         ).rowcount
     assert changed == 1
     store.release_leases()
-    s.h.dispatcher._guard._recent.clear()  # type: ignore[union-attr]  # a new process: no re-reads
+    s.h.app.state.workers.guard._recent.clear()  # a new process: no re-reads
 
 
 async def test_a_page_sent_before_a_crash_is_recovered_when_its_resend_is_skipped(

@@ -1,14 +1,23 @@
-"""The composition root: builds the store, policy, adapters and workers from settings."""
+"""The composition root: builds the store, policy, adapters and workers from settings.
+
+``build_services`` makes what the routes use; once the app's lifespan runs, ``open_store``
+readies the database and ``build_workers`` wires the vendor clients, the guard, the
+dispatcher, the scheduler and the cross-replica wake-ups into the ``Workers`` the lifespan
+starts and stops. Nothing here does any work at import time.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx
+import structlog
 
+import ticketbridge
 from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi
 from ticketbridge.adapters.outbound.github import GitHubIssues
 from ticketbridge.adapters.outbound.ports import HelpdeskTicket
@@ -19,31 +28,43 @@ from ticketbridge.adapters.outbound.victorops_bridge import (
     VictorOpsIncidentBridge,
     VictorOpsRoutingKeyBridge,
 )
-from ticketbridge.adapters.outbound.zendesk import STATUS_NAMES as ZENDESK_STATUS_NAMES
 from ticketbridge.adapters.outbound.zendesk import ZendeskApi
 from ticketbridge.adapters.store.engine import Store
+from ticketbridge.adapters.store.rows import Announcement
 from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 from ticketbridge.app.clock import Clock, DatabaseClock, SystemClock
 from ticketbridge.app.policy import load_policy
-from ticketbridge.app.services.ingest import Incoming, IngestResult, PolicyBook, ingest, ingest_many
+from ticketbridge.app.services.ingest import (
+    Incoming,
+    IngestResult,
+    PolicyBook,
+    ingest,
+    ingest_many,
+    reread_event,
+)
 from ticketbridge.app.settings import Settings
-from ticketbridge.app.workers.dispatcher import Sender
+from ticketbridge.app.workers.delivery import Sender
+from ticketbridge.app.workers.dispatcher import Dispatcher
 from ticketbridge.app.workers.group_commit import GroupCommit
-from ticketbridge.app.workers.guard import TicketReader
-from ticketbridge.rules import EventKind, Policy, TicketEvent
+from ticketbridge.app.workers.guard import EffectGuard, TicketReader
+from ticketbridge.app.workers.lifecycle import Workers
+from ticketbridge.app.workers.scheduler import Scheduler
+from ticketbridge.app.workers.wakeups import PgWakeups
+from ticketbridge.rules import Policy
+
+if TYPE_CHECKING:  # metrics reads the app's state through http.deps, which imports this
+    from ticketbridge.app.metrics import Metrics
 
 T = TypeVar("T")
-STATUS_LABELS = {
-    "freshdesk": {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"},
-    "zendesk": ZENDESK_STATUS_NAMES,
-}
+log = structlog.get_logger("ticketbridge")
 
 
 # On PostgreSQL, the smallest group commit run on the event loop's thread (see GroupCommit).
 PG_INLINE_FROM = 2
 # On PostgreSQL, how long a group commit waits at most for company after a group of several
-# (GroupCommit.linger). Two replicas under wrk, alternated with none: +22 %, +21 %, +25 % req/s.
-# On SQLite a group costs little and waiting measured no gain (TICKETBRIDGE_GROUP_COMMIT_LINGER_MS).
+# (GroupCommit.linger): each transaction costs round trips, so fewer, fuller groups serve more
+# webhooks. On SQLite a group costs little and waiting gains nothing; either way the setting
+# TICKETBRIDGE_GROUP_COMMIT_LINGER_MS overrides it.
 PG_LINGER_MS = 4.0
 
 
@@ -86,7 +107,7 @@ class Services:
         return 0.0 if self.store.is_sqlite else PG_LINGER_MS
 
     def ingest_many(self, uow: UnitOfWork, items: list[Incoming]) -> list[IngestResult]:
-        """``service.ingest_many`` under this service's policies (the webhooks' group-commit
+        """``services.ingest.ingest_many`` under this service's policies (the webhooks' group-commit
         job: see ``GroupCommit.submit_many``)."""
         configured = self.senders.keys() if self.senders is not None else None
         return ingest_many(uow, items, policies=self.policies, configured=configured)
@@ -104,19 +125,7 @@ class Services:
 
     async def reconcile(self, source: str, ticket: HelpdeskTicket) -> None:
         """Apply what the helpdesk API says about a ticket, as an event, through the rules."""
-        event = TicketEvent(
-            source=source,
-            ticket_id=ticket.ticket_id,
-            kind=EventKind.UPDATED,
-            priority=ticket.priority,
-            status=ticket.status,
-            status_label=STATUS_LABELS.get(source, {}).get(
-                ticket.status_code, f"Status {ticket.status_code}"
-            ),
-            change={"reread": "helpdesk API"},
-        )
-        stamp = ticket.updated_at.isoformat() if ticket.updated_at else "-"
-        key = f"api:{ticket.ticket_id}:{stamp}:{ticket.priority.value}:{ticket.status_code}"
+        event, key = reread_event(source, ticket)
         now = self.clock.now()
         await self.run_db(
             lambda: ingest(self.store, event=event, dedup_key=key, now=now, policies=self.policies)
@@ -220,3 +229,109 @@ def build_readers(settings: Settings, senders: dict[str, Sender]) -> dict[str, T
     if settings.zendesk.reread and isinstance(zendesk, ZendeskApi):
         readers["zendesk"] = zendesk
     return readers
+
+
+async def open_store(svc: Services) -> None:
+    """Ready the database for this process: migrate (if configured) and check the schema,
+    measure the database clock, store the current policy, and (SQLite) void leases."""
+    if svc.settings.migrate_on_start:
+        await svc.run_db(svc.store.migrate)
+    current, head = await svc.run_db(svc.store.schema_revisions)
+    if current != head:
+        raise RuntimeError(
+            f"database schema is at {current}, this version needs {head}: "
+            "run `ticketbridge migrate` (or set TICKETBRIDGE_MIGRATE_ON_START=true)"
+        )
+    db_clock = svc.clock
+    if isinstance(db_clock, DatabaseClock):
+        offset = await svc.run_db(db_clock.sync)
+        log.info("clock.database", offset_s=round(offset, 4), round_trip_s=db_clock.round_trip)
+    await svc.run_db(
+        lambda: svc.policies.remember_current(svc.store, at=svc.clock.now().timestamp())
+    )
+    if svc.store.is_sqlite:
+        # One process owns a SQLite file: leases left by a killed predecessor are void.
+        await svc.run_db(svc.store.release_leases)
+
+
+def build_workers(svc: Services, metrics: Metrics, *, run: bool = True) -> Workers:
+    """Wire the workers of ``svc`` (its HTTP client, senders and readers made when not given);
+    called on the event loop that will run them."""
+    cfg = svc.settings
+    own_http = svc.http is None
+    if svc.http is None:
+        svc.http = build_http(cfg)
+    if svc.senders is None:
+        svc.senders = build_senders(cfg, svc.http)
+    if svc.readers is None:
+        svc.readers = build_readers(cfg, svc.senders)
+    guard = EffectGuard(
+        store=svc.store, run_db=svc.run_db, readers=svc.readers, reconcile=svc.reconcile
+    )
+    dispatcher = Dispatcher(
+        store=svc.store,
+        senders=svc.senders,
+        clock=svc.clock,
+        settings=cfg.dispatch,
+        run_db=svc.run_db,
+        guard=guard,
+        writer=svc.writer,
+        on_outcome=metrics.effect,
+        on_breach=metrics.breach,
+    )
+    scheduler = Scheduler(
+        store=svc.store,
+        policies=svc.policies,
+        clock=svc.clock,
+        run_db=svc.run_db,
+        on_effects=dispatcher.wake,
+        batch_size=cfg.scheduler.batch_size,
+        poll_seconds=cfg.scheduler.poll_seconds,
+        on_fired=lambda run: metrics.timers_fired(run.latenesses, run.breaches),
+    )
+    metrics.watch_store(svc.store.outbox_stats, svc.clock)
+
+    async def close_http() -> None:
+        if svc.http is not None:
+            await svc.http.aclose()
+            svc.http = None
+
+    wakeups = None
+    conninfo = svc.store.listen_conninfo()
+    if run and conninfo is not None:
+
+        def wake_workers(said: Announcement) -> None:
+            """Another replica committed work: wake only the workers it concerns."""
+            if said.effects is None or said.effects > 0:
+                dispatcher.heard_others()
+            if said.timer is not None:
+                scheduler.wake_if_earlier(said.timer)
+            elif said.effects is None:
+                scheduler.wake()
+
+        wakeups = PgWakeups(
+            conninfo, wake_workers, asyncio.get_running_loop(), svc.store.is_own_backend
+        )
+        dispatcher.listen(wakeups.listening.is_set)
+    return Workers(
+        guard=guard,
+        dispatcher=dispatcher,
+        scheduler=scheduler,
+        writer=svc.writer,
+        wakeups=wakeups,
+        db_clock=svc.clock if isinstance(svc.clock, DatabaseClock) else None,
+        run_db=svc.run_db,
+        run=run,
+        close_http=close_http if own_http else None,
+    )
+
+
+def build_http(cfg: Settings) -> httpx.AsyncClient:
+    """The HTTP client every vendor call shares."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(cfg.dispatch.http_timeout, connect=5.0),
+        # httpcore checks every idle connection (a syscall each) on every request, so the
+        # pool keeps no more idle ones than a burst per target opens at most.
+        limits=httpx.Limits(max_keepalive_connections=cfg.dispatch.concurrency_per_target),
+        headers={"User-Agent": f"ticketbridge/{ticketbridge.__version__}"},
+    )

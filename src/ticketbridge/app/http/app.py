@@ -1,13 +1,11 @@
-"""``create_app``: the FastAPI application, its lifespan and its workers."""
+"""``create_app``: the FastAPI application, its routes, and a lifespan that starts and stops
+what ``bootstrap`` builds."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
-import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,19 +13,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ticketbridge
-from ticketbridge.adapters.store.rows import Announcement
 from ticketbridge.adapters.urls import redact_url
-from ticketbridge.app.bootstrap import Services, build_readers, build_senders, build_services
-from ticketbridge.app.clock import DatabaseClock
+from ticketbridge.app.bootstrap import Services, build_services, build_workers, open_store
 from ticketbridge.app.http.direct import WEBHOOKS, Direct, DirectApp
 from ticketbridge.app.http.middleware import RequestContext
 from ticketbridge.app.http.routes import admin, effects, health, metrics, simulate, webhooks
 from ticketbridge.app.metrics import Metrics
 from ticketbridge.app.settings import Settings, load_settings
-from ticketbridge.app.workers.dispatcher import Dispatcher
-from ticketbridge.app.workers.guard import EffectGuard
-from ticketbridge.app.workers.scheduler import Scheduler
-from ticketbridge.app.workers.wakeups import PgWakeups
 
 log = structlog.get_logger("ticketbridge")
 
@@ -72,19 +64,6 @@ def _warn_about_settings(services: Services) -> None:
         )
 
 
-CLOCK_SYNC_SECONDS = 30.0
-
-
-async def _keep_in_sync(clock: DatabaseClock, run_db: Callable[..., Awaitable[Any]]) -> None:
-    """Re-measure the database clock's offset every CLOCK_SYNC_SECONDS (until cancelled)."""
-    while True:
-        await asyncio.sleep(CLOCK_SYNC_SECONDS)
-        try:
-            await run_db(clock.sync)
-        except Exception as exc:  # keep the last offset; the store's own errors show elsewhere
-            log.warning("clock.sync_failed", error=type(exc).__name__)
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -96,121 +75,25 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or build_services(settings or load_settings())
-        cfg = svc.settings
-        if cfg.migrate_on_start:
-            await svc.run_db(svc.store.migrate)
-        current, head = await svc.run_db(svc.store.schema_revisions)
-        if current != head:
-            raise RuntimeError(
-                f"database schema is at {current}, this version needs {head}: "
-                "run `ticketbridge migrate` (or set TICKETBRIDGE_MIGRATE_ON_START=true)"
-            )
-        db_clock = svc.clock if isinstance(svc.clock, DatabaseClock) else None
-        if db_clock is not None:
-            offset = await svc.run_db(db_clock.sync)
-            log.info("clock.database", offset_s=round(offset, 4), round_trip_s=db_clock.round_trip)
-        await svc.run_db(
-            lambda: svc.policies.remember_current(svc.store, at=svc.clock.now().timestamp())
-        )
-        if svc.store.is_sqlite:
-            # One process owns a SQLite file: leases left by a killed predecessor are void.
-            await svc.run_db(svc.store.release_leases)
-        own_http = svc.http is None
-        if svc.http is None:
-            svc.http = httpx.AsyncClient(
-                timeout=httpx.Timeout(cfg.dispatch.http_timeout, connect=5.0),
-                # httpcore checks every idle connection (a syscall each) on every request:
-                # with 20 idle (its default), a POST cost 1.8 ms of CPU against 1.0 with one.
-                # A burst per target opens at most ``concurrency_per_target`` connections.
-                limits=httpx.Limits(max_keepalive_connections=cfg.dispatch.concurrency_per_target),
-                headers={"User-Agent": f"ticketbridge/{ticketbridge.__version__}"},
-            )
-        if svc.senders is None:
-            svc.senders = build_senders(cfg, svc.http)
-        if svc.readers is None:
-            svc.readers = build_readers(cfg, svc.senders)
-        guard = EffectGuard(
-            store=svc.store, run_db=svc.run_db, readers=svc.readers, reconcile=svc.reconcile
-        )
-        dispatcher = Dispatcher(
-            store=svc.store,
-            senders=svc.senders,
-            clock=svc.clock,
-            settings=cfg.dispatch,
-            run_db=svc.run_db,
-            guard=guard,
-            writer=svc.writer,
-            on_outcome=app_metrics.effect,
-            on_breach=app_metrics.breach,
-        )
-        scheduler = Scheduler(
-            store=svc.store,
-            policies=svc.policies,
-            clock=svc.clock,
-            run_db=svc.run_db,
-            on_effects=dispatcher.wake,
-            batch_size=cfg.scheduler.batch_size,
-            poll_seconds=cfg.scheduler.poll_seconds,
-            on_fired=lambda run: app_metrics.timers_fired(run.latenesses, run.breaches),
-        )
-        app_metrics.watch_store(svc.store.outbox_stats, svc.clock)
+        await open_store(svc)
+        workers = build_workers(svc, app_metrics, run=start_workers)
         app.state.services = svc
-        app.state.dispatcher = dispatcher
-        app.state.scheduler = scheduler
+        app.state.workers = workers
+        app.state.dispatcher = workers.dispatcher
+        app.state.scheduler = workers.scheduler
+        app.state.wakeups = workers.wakeups
         _warn_about_settings(svc)
         log.info(
             "service.started",
             database=redact_url(svc.store.url),
             policy=svc.policy.fingerprint,
-            targets=sorted(svc.senders),
+            targets=sorted(svc.senders or ()),
         )
-        tasks = (
-            [asyncio.create_task(dispatcher.run()), asyncio.create_task(scheduler.run())]
-            if start_workers
-            else []
-        )
-        # Runs until cancelled at shutdown (awaiting it with the workers would never end).
-        clock_sync = (
-            asyncio.create_task(_keep_in_sync(db_clock, svc.run_db))
-            if db_clock is not None
-            else None
-        )
-        wakeups = None
-        conninfo = svc.store.listen_conninfo()
-        if start_workers and conninfo is not None:
-
-            def wake_workers(said: Announcement) -> None:
-                """Another replica committed work: wake only the workers it concerns."""
-                if said.effects is None or said.effects > 0:
-                    dispatcher.heard_others()
-                if said.timer is not None:
-                    scheduler.wake_if_earlier(said.timer)
-                elif said.effects is None:
-                    scheduler.wake()
-
-            wakeups = PgWakeups(
-                conninfo, wake_workers, asyncio.get_running_loop(), svc.store.is_own_backend
-            )
-            dispatcher.listen(wakeups.listening.is_set)
-            wakeups.start()
-        app.state.wakeups = wakeups
+        await workers.start()
         try:
             yield
         finally:
-            if clock_sync is not None:
-                clock_sync.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await clock_sync
-            if wakeups is not None:
-                await asyncio.to_thread(wakeups.stop)
-            if tasks:
-                scheduler.stop()
-                await dispatcher.stop()
-                await asyncio.gather(*tasks)
-            await svc.writer.close()
-            if own_http:
-                await svc.http.aclose()
-                svc.http = None
+            await workers.stop()
             log.info("service.stopped")
 
     app = DirectApp(

@@ -1,8 +1,8 @@
 """Simulate a ticket timeline on the production code path, with every effect recorded, not sent.
 
-The timeline's events go through ``service.ingest`` and its timers through
-``service.fire_due_timers`` — the very functions the webhook routes and the scheduler call —
-on a throwaway in-memory SQLite store, while a virtual clock steps from due time to due time.
+The timeline's events go through ``services.ingest.ingest`` and its timers through
+``services.timers.fire_due_timers`` — the very functions the webhook routes and the scheduler
+call — on a throwaway in-memory SQLite store, while a virtual clock steps from due time to due time.
 The effects are read back from that store's outbox as they are created; no dispatcher runs,
 so nothing leaves the process, and the store is discarded at the end.
 """
@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from ticketbridge.adapters.store import schema
 from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.clock import FakeClock
-from ticketbridge.app.services.ingest import PolicyBook, fire_due_timers, ingest
+from ticketbridge.app.services.ingest import PolicyBook, ingest
+from ticketbridge.app.services.timers import fire_due_timers
 from ticketbridge.app.simulation.timeline import Timeline, deliveries, format_offset
 from ticketbridge.rules import Policy
 

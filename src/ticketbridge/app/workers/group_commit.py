@@ -3,20 +3,18 @@ after that transaction committed. On SQLite (one writer) this turns N commits, N
 thread hops into one of each.
 
 With ``inline`` (a SQLite file, or PostgreSQL) a batch runs on the event loop's own thread up
-to its COMMIT, which (with its fsync) goes to a worker thread. Running the statements in a
-worker made that thread and the loop's trade the GIL at every statement; inline, measured
-under wrk: on SQLite about a sixth more webhooks per second; on PostgreSQL with two replicas
-on two cores a quarter more in early alternated runs, less clearly in later, noisier ones
-(README, Benchmarks). The loop's thread never waits on another transaction's
-locks: the unit is ``nowait`` (see ``Store.transaction``), and when it finds a lock held
-(``StoreBusy``: SQLite's write lock at BEGIN, a PostgreSQL row lock held past a short
-timeout) the batch, rolled back, runs again in a worker thread and waits there. What the loop
-does wait for is the database's own work: in process on SQLite, a loopback or LAN round trip
-per statement on PostgreSQL (four per batch; a dead server fails the connection within
+to its COMMIT, which (with its fsync) goes to a worker thread: run in a worker, the
+statements would make that thread and the loop's trade the GIL at every statement, CPU that
+inline batches save. The loop's thread never waits on another transaction's locks: the unit
+is ``nowait`` (see ``Store.transaction``), and when it finds a lock held (``StoreBusy``:
+SQLite's write lock at BEGIN, a PostgreSQL row lock held past a short timeout) the batch,
+rolled back, runs again in a worker thread and waits there. What the loop does wait for is
+the database's own work: in process on SQLite, a loopback or LAN round trip per statement on
+PostgreSQL (four per batch; a dead server fails the connection within
 ``PG_TCP_USER_TIMEOUT_MS``). Hence on PostgreSQL only batches of ``inline_from`` jobs or more
 run inline: a lone webhook (light load) runs in a worker thread, leaving the loop free to
-answer and send pages during its round trips (at 100/s, inline from one job measured no
-better, within the noise); under load, batches grow and the CPU saved inline counts."""
+answer and send pages during its round trips, where running it inline gains nothing; under
+load, batches grow and the CPU saved inline counts."""
 
 from __future__ import annotations
 

@@ -11,28 +11,14 @@ from ticketbridge.adapters.outbound.ports import HelpdeskTicket
 from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.rows import OutboxRow
 from ticketbridge.adapters.store.schema import OPEN_STATES, SENT
-from ticketbridge.app.workers.dispatcher import GO, Verdict
-from ticketbridge.rules.model import Priority, Status
-
-PAGING = (Priority.URGENT, Priority.HIGH)
+from ticketbridge.app.workers.delivery import GO, Verdict
+from ticketbridge.rules.delivery import page_key_of_recovery, still_applies
 
 
 class TicketReader(Protocol):
     async def get_ticket(self, ticket_id: str) -> HelpdeskTicket:
         """The ticket as the helpdesk API shows it now."""
         ...
-
-
-def still_applies(kind: str, ticket: HelpdeskTicket) -> bool:
-    """Whether an effect of ``kind`` still matches the ticket the helpdesk API shows."""
-    if kind in ("page", "bridge"):
-        return ticket.priority in PAGING and ticket.status.is_active
-    if kind == "reassign":
-        return ticket.status.is_active
-    if kind == "close":
-        return ticket.status is Status.PENDING
-    # Notes and VictorOps INFOs (breaches, reminders, "bridge open") speak of an open ticket.
-    return ticket.status.is_active
 
 
 class EffectGuard:
@@ -75,7 +61,7 @@ class EffectGuard:
 
     async def check(self, row: OutboxRow) -> Verdict:
         if row.kind == "recover":
-            page_key = row.key.rsplit(":recover:", 1)[0] + ":page:" + row.key.rsplit(":", 1)[1]
+            page_key = page_key_of_recovery(row.key)
             found = await self._run_db(lambda: self._store.effect_delivery(page_key))
             status, tried = cast("tuple[str, bool] | None", found) or (None, False)
             if status == SENT:
@@ -97,7 +83,7 @@ class EffectGuard:
             if exc.status_code == 404:
                 return Verdict("skip", "the helpdesk API no longer has this ticket")
             raise
-        if still_applies(row.kind, ticket):
+        if still_applies(row.kind, ticket.priority, ticket.status):
             return GO
         await self._reconcile(row.source, ticket)
         return Verdict(

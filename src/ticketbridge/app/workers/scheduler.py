@@ -16,8 +16,8 @@ import structlog
 from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.clock import Clock
-from ticketbridge.app.services.ingest import (
-    PolicyBook,
+from ticketbridge.app.services.ingest import PolicyBook
+from ticketbridge.app.services.timers import (
     PreparedTimer,
     TimerRun,
     fire_due_timers,
@@ -32,9 +32,9 @@ log = structlog.get_logger("ticketbridge.scheduler")
 # the writer is handed over (webhooks, the dispatcher) before the next round.
 HOLD_SECONDS = 0.5
 # While nothing is due, the firing of the timers due within PREPARE_SECONDS is worked out
-# ahead, PREPARE_CHUNK timers at a time (``service.prepare_timers``, outside the store's
+# ahead, PREPARE_CHUNK timers at a time (``services.timers.prepare_timers``, outside the store's
 # slot): when they come due, only what depends on the time is left to do. At most
-# PREPARE_MAX are held, about 2.6 kB each.
+# PREPARE_MAX are held (a few kilobytes of text and tuples each): the bound on its memory.
 PREPARE_SECONDS = 10.0
 PREPARE_CHUNK = 200
 PREPARE_MAX = 10_000
