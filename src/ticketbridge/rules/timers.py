@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -33,6 +34,9 @@ class Planned(NamedTuple):
 
 
 NOT_PLANNED = Planned(None, "")
+# Builds a Planned as its constructor does, without the Python frame of a NamedTuple's
+# ``__new__``: plan_timers builds several per event, twice.
+_planned: Callable[[type[Planned], tuple[datetime | None, str]], Planned] = tuple.__new__
 Plan = dict[TimerKind, Planned]
 # Members as module globals and tuples: Python 3.11 looks Enum class attributes up through a
 # slow hook, and iterates an Enum class slowly.
@@ -142,22 +146,24 @@ def plan_timers(state: TicketState, policy: Policy) -> Plan:
     text = rules.text
     if state.write_up_due is not None and not state.write_up_reminded:
         # Armed at resolution: it outlives the ticket's other commitments.
-        plan[WRITE_UP] = Planned(state.write_up_due, text.get(WRITE_UP, ""))
+        plan[WRITE_UP] = _planned(Planned, (state.write_up_due, text.get(WRITE_UP, "")))
     status = state.status
     if status not in ACTIVE:
         return plan
     if not state.tier_one_done:
-        plan[TIER_ONE] = Planned(state.opened_at + rules.tier_one, text[TIER_ONE])
+        plan[TIER_ONE] = _planned(Planned, (state.opened_at + rules.tier_one, text[TIER_ONE]))
     if state.engaged_at is None and not state.engagement_breached:
-        plan[ENGAGEMENT] = Planned(rules.engagement_due(state.opened_at), text[ENGAGEMENT])
+        plan[ENGAGEMENT] = _planned(
+            Planned, (rules.engagement_due(state.opened_at), text[ENGAGEMENT])
+        )
     if rules.cadence is not None and status is OPEN:
         base = state.cadence_base or state.opened_at
-        plan[CUSTOMER_UPDATE] = Planned(
-            base + rules.cadence * (state.update_reminders + 1),
-            text[CUSTOMER_UPDATE],
-        )
+        due = base + rules.cadence * (state.update_reminders + 1)
+        plan[CUSTOMER_UPDATE] = _planned(Planned, (due, text[CUSTOMER_UPDATE]))
     if status is PENDING and state.pending_since and not state.auto_close_requested:
-        plan[AUTO_CLOSE] = Planned(state.pending_since + rules.auto_close, text[AUTO_CLOSE])
+        plan[AUTO_CLOSE] = _planned(
+            Planned, (state.pending_since + rules.auto_close, text[AUTO_CLOSE])
+        )
     return plan
 
 
