@@ -8,9 +8,20 @@ from enum import Enum, StrEnum
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, TicketState, decide
-from ticketbridge.rules.model import ADMIN_EVENTS, TimerKind
+from ticketbridge.rules import fields as rules_fields
+from ticketbridge.rules.model import (
+    ADMIN_EVENTS,
+    Decision,
+    Effect,
+    EffectBudget,
+    Milestone,
+    StatusPageState,
+    TimerChange,
+    TimerKind,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # What a helpdesk webhook can report (admin requests need a known ticket: test_aftercare.py).
@@ -212,3 +223,26 @@ def test_the_rules_enums_read_their_values_as_enum_does(enum: type[StrEnum]) -> 
         assert type(member.value) is str
         assert member.value == enums_own.__get__(member, enum) == str(member)
         assert enum(member.value) is member
+
+
+@pytest.mark.parametrize(
+    ("fields", "model", "partial"),
+    [
+        (rules_fields.TicketFields, TicketState, False),
+        (rules_fields.TicketUpdate, TicketState, True),
+        (rules_fields.StatusPageUpdate, StatusPageState, True),
+        (rules_fields._MilestoneFields, Milestone, False),
+        (rules_fields._EffectFields, Effect, False),
+        (rules_fields._TimerChangeFields, TimerChange, False),
+        (rules_fields._BudgetFields, EffectBudget, False),
+        (rules_fields._DecisionFields, Decision, False),
+    ],
+)
+def test_typed_fields_name_the_models_fields(
+    fields: type, model: type[BaseModel], partial: bool
+) -> None:
+    """The TypedDicts mypy checks the rules' constructions against name exactly their model's
+    fields, required where the model requires them (none required in an update)."""
+    assert set(fields.__annotations__) == set(model.model_fields)
+    required = {name for name, field in model.model_fields.items() if field.is_required()}
+    assert fields.__required_keys__ == (set() if partial else required)  # type: ignore[attr-defined]

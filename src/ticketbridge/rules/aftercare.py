@@ -8,16 +8,23 @@ each happens once (``github:<ticket>:write_up:1`` is the write-up whatever the r
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Unpack
 
 from ticketbridge.rules.durations import format_duration
 from ticketbridge.rules.effects import key_of, note, title_of
+from ticketbridge.rules.fields import (
+    TicketUpdate,
+    new_effect,
+    new_milestone,
+    updated,
+    updated_page,
+)
 from ticketbridge.rules.model import (
     Effect,
     Milestone,
     Status,
     StatusPageState,
     TicketState,
-    new_milestone,
 )
 from ticketbridge.rules.policy import PRIORITY_PLACEHOLDER, Policy
 
@@ -31,10 +38,11 @@ MAX_COMPONENTS = 20
 # --- the recorded timeline ------------------------------------------------------------------
 
 
-def record(state: TicketState, at: datetime, *entries: str, **changes: object) -> TicketState:
+def record(
+    state: TicketState, at: datetime, *entries: str, **changes: Unpack[TicketUpdate]
+) -> TicketState:
     """``state`` with ``entries`` appended to its timeline, in order, and with ``changes``
-    made to its fields. One ``model_copy`` for all: each copies the whole state, and a
-    decision records several entries."""
+    made to its fields, in one copy of the state."""
     history = state.history
     for what in entries:
         history = _appended(history, at, what)
@@ -51,19 +59,18 @@ def _appended(history: tuple[Milestone, ...], at: datetime, what: str) -> tuple[
             break
         if earlier.what == what:
             return history  # the same event applied twice records it once
-    entry = new_milestone({"at": at, "what": what})
+    entry = new_milestone(at=at, what=what)
     if len(history) >= MAX_HISTORY:
         history = history[: MAX_HISTORY - 1]
     return (*history, entry)
 
 
 def _stamp(at: datetime) -> str:
-    """``at.strftime("%Y-%m-%d %H:%M:%S UTC")``, formatted directly: strftime costs several
-    times more, once per timeline entry of a write-up. (Below the year 1000, strftime's %Y
-    differs from platform to platform: it answers there.)"""
+    """``at.strftime("%Y-%m-%d %H:%M:%S UTC")``, formatted directly (strftime is the slow
+    part of a long write-up); strftime itself below the year 1000, where its %Y is the
+    platform's."""
     if at.year < 1000:
         return at.strftime("%Y-%m-%d %H:%M:%S UTC")
-    # %-formatting: cheaper than an f-string's six format specs, or isoformat and a slice.
     fields = (at.year, at.month, at.day, at.hour, at.minute, at.second)
     return "%d-%02d-%02d %02d:%02d:%02d UTC" % fields  # noqa: UP031
 
@@ -72,7 +79,7 @@ def _stamp(at: datetime) -> str:
 
 
 def _labels(labels: tuple[str, ...], state: TicketState) -> list[str]:
-    priority = state.priority.value  # once: an enum's value is a Python-level property
+    priority = state.priority.value
     rendered = (label.replace(PRIORITY_PLACEHOLDER, priority) for label in labels)
     return list(dict.fromkeys(rendered))  # in order, once each
 
@@ -81,7 +88,7 @@ def _issue(
     state: TicketState, kind: str, generation: object, payload: dict[str, object], reason: str
 ) -> Effect:
     key = key_of(GITHUB, state, kind, generation)
-    return Effect(
+    return new_effect(
         target=GITHUB,
         kind=kind,
         key=key,
@@ -145,7 +152,7 @@ def write_up_reminder(state: TicketState, rule: str) -> Effect:
         kind="write_up_note",
     )
     key = key_of(GITHUB, state, "write_up_reminder", 1)
-    return Effect(
+    return new_effect(
         target=GITHUB,
         kind="write_up_reminder",
         key=key,
@@ -172,7 +179,7 @@ def followup(
     text: str | None = None,
 ) -> tuple[TicketState, Effect]:
     """One more follow-up issue linked to the ticket (each tag occurrence or admin call)."""
-    state = state.model_copy(update={"followups": state.followups + 1})
+    state = updated(state, followups=state.followups + 1)
     ticket = state.url or f"{state.source} #{state.ticket_id}"
     body = f"Follow-up work from {title_of(state)}.\n\n- Ticket: {ticket}\n- Requested: {why}\n"
     if text:
@@ -240,7 +247,7 @@ def _status_effect(
     key = key_of(STATUS_PAGE, state, kind, generation)
     if kind != "open":
         payload = {**payload, "uses": {"incident": key_of(STATUS_PAGE, state, "open", 1)}}
-    return Effect(target=STATUS_PAGE, kind=kind, key=key, reason=reason, payload=payload)
+    return new_effect(target=STATUS_PAGE, kind=kind, key=key, reason=reason, payload=payload)
 
 
 def sync_status_page(
@@ -278,7 +285,7 @@ def sync_status_page(
             },
             reason,
         )
-        return state.model_copy(update={"status_page": page}), [effect]
+        return updated(state, status_page=page), [effect]
     if page.stage == "resolved":
         return state, []
     merged = tuple(dict.fromkeys((*page.components, *components)))[:MAX_COMPONENTS]
@@ -291,8 +298,8 @@ def sync_status_page(
             f"ticket {state.status_label.lower()}: resolve the status-page incident and restore "
             "its components to operational",
         )
-        page = page.model_copy(update={"stage": stage, "components": merged})
-        return state.model_copy(update={"status_page": page}), [effect]
+        page = updated_page(page, stage=stage, components=merged)
+        return updated(state, status_page=page), [effect]
     if stage == page.stage and merged == page.components:
         return state, []
     updates = page.updates + 1
@@ -310,5 +317,5 @@ def sync_status_page(
         f"ticket now {state.status_label}"
         f"{', Tier Two engaged' if state.tier_two_engaged else ''}: status page {stage}",
     )
-    page = page.model_copy(update={"stage": stage, "components": merged, "updates": updates})
-    return state.model_copy(update={"status_page": page}), [effect]
+    page = updated_page(page, stage=stage, components=merged, updates=updates)
+    return updated(state, status_page=page), [effect]

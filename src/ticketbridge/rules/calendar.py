@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from ticketbridge.rules.policy import ALL_DAYS, CalendarSpec
@@ -24,12 +25,26 @@ def _utc(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def _parse_hours(hours: str) -> tuple[time, time | None]:
-    """``"09:00-17:00"`` as (open, close); a close of ``None`` means 24:00 (next midnight)."""
+class Hours(NamedTuple):
+    """A day's opening hours, local time; ``closes`` None means 24:00 (next midnight)."""
+
+    opens: time
+    closes: time | None
+
+
+class Span(NamedTuple):
+    """An open span of time, half-open: ``opens`` is in it, ``closes`` is not."""
+
+    opens: datetime
+    closes: datetime
+
+
+def _parse_hours(hours: str) -> Hours:
+    """``"09:00-17:00"`` as its ``Hours``."""
     start, end = (part.strip() for part in hours.split("-"))
     sh, sm = (int(x) for x in start.split(":"))
     eh, em = (int(x) for x in end.split(":"))
-    return time(sh, sm), (None if eh == 24 else time(eh, em))
+    return Hours(time(sh, sm), None if eh == 24 else time(eh, em))
 
 
 class WallClock:
@@ -66,7 +81,7 @@ class BusinessCalendar:
         # gap's length later on the new wall clock (New York 02:30 on 2026-03-08 is 03:30 EDT).
         return datetime.combine(day, at, tzinfo=self._zone).astimezone(UTC)
 
-    def _open_span(self, day: date) -> tuple[datetime, datetime] | None:
+    def _open_span(self, day: date) -> Span | None:
         """The UTC span in which local ``day`` is open, or None when it is closed all day."""
         if ALL_DAYS[day.weekday()] not in self._days or day in self._holidays:
             return None
@@ -77,9 +92,9 @@ class BusinessCalendar:
             lo = self._local(day, opens)
             hi = self._local(day + _DAY, time()) if closes is None else self._local(day, closes)
         # fold=0 can map a span that touches a DST gap to an empty or inverted one: closed.
-        return (lo, hi) if lo < hi else None
+        return Span(lo, hi) if lo < hi else None
 
-    def _spans_from(self, at: datetime) -> Iterator[tuple[datetime, datetime]]:
+    def _spans_from(self, at: datetime) -> Iterator[Span]:
         """Open spans in order, from the local day before ``at`` on, for MAX_SCAN_DAYS days."""
         day = at.astimezone(self._zone).date() - _DAY
         for _ in range(MAX_SCAN_DAYS):

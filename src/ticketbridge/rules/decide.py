@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
 from ticketbridge.rules.aftercare import (
     components_of,
@@ -14,6 +15,7 @@ from ticketbridge.rules.aftercare import (
     write_up,
 )
 from ticketbridge.rules.effects import page, recover
+from ticketbridge.rules.fields import TicketFields, TicketUpdate, new_decision, new_ticket
 from ticketbridge.rules.limits import charge, held_note
 from ticketbridge.rules.model import (
     ADMIN_EVENTS,
@@ -24,16 +26,15 @@ from ticketbridge.rules.model import (
     Status,
     TicketEvent,
     TicketState,
-    new_decision,
-    new_ticket,
 )
 from ticketbridge.rules.policy import Policy
 from ticketbridge.rules.timers import plan_timers, timer_changes
 
+# A new ticket's fields or an update's: ``_commitments`` fills in either.
+_Fields = TypeVar("_Fields", TicketFields, TicketUpdate)
+
 PAGING_PRIORITIES = frozenset({Priority.URGENT, Priority.HIGH})
-# The members decide() compares with, as module globals: on Python 3.11 an Enum class
-# attribute (EventKind.AGENT_REPLY) is looked up through EnumType.__getattr__'s hook, a slow
-# path, and there are a dozen such reads per event.
+# Members as module globals: Python 3.11 looks Enum class attributes up through a slow hook.
 AGENT_REPLY, CUSTOMER_REPLY = EventKind.AGENT_REPLY, EventKind.CUSTOMER_REPLY
 ASSIGNED = EventKind.ASSIGNED
 FOLLOWUP_REQUESTED = EventKind.FOLLOWUP_REQUESTED
@@ -54,7 +55,7 @@ def _should_page(state: TicketState, policy: Policy) -> bool:
 def _open(event: TicketEvent, at: datetime, seen: datetime, policy: Policy) -> TicketState:
     """The ticket ``event`` opens, with the commitments it meets already applied (what
     ``_apply`` would change on it, validated once rather than validated then copied)."""
-    fields: dict[str, object] = {
+    fields: TicketFields = {
         "source": event.source,
         "ticket_id": event.ticket_id,
         "domain": event.domain,
@@ -68,8 +69,7 @@ def _open(event: TicketEvent, at: datetime, seen: datetime, policy: Policy) -> T
         "policy": policy.fingerprint,
         "pending_since": at if event.status is PENDING else None,
     }
-    fields.update(_commitments(None, event, at, policy))
-    return new_ticket(fields)
+    return new_ticket(**_commitments(fields, None, event, at, policy))
 
 
 def _apply(
@@ -78,7 +78,7 @@ def _apply(
     """The ticket after ``event``: snapshot fields plus the commitments it meets or resets."""
     if event.kind in ADMIN_EVENTS:
         return state  # an admin request says nothing about the helpdesk's ticket
-    update: dict[str, object] = {
+    update: TicketUpdate = {
         "domain": event.domain or state.domain,
         "url": event.url or state.url,
         "subject": event.subject or state.subject,
@@ -87,15 +87,14 @@ def _apply(
         "status_label": event.status_label,
         "last_event_at": max(seen, state.last_event_at),
     }
-    update.update(_commitments(state, event, at, policy))
-    return state.model_copy(update=update)
+    return state.model_copy(update=_commitments(update, state, event, at, policy))
 
 
 def _commitments(
-    state: TicketState | None, event: TicketEvent, at: datetime, policy: Policy
-) -> dict[str, object]:
-    """The commitment fields ``event`` changes on ``state`` (None: the ticket it opens)."""
-    update: dict[str, object] = {}
+    update: _Fields, state: TicketState | None, event: TicketEvent, at: datetime, policy: Policy
+) -> _Fields:
+    """``update`` with the commitment fields ``event`` changes on ``state`` (None: the ticket
+    it opens) set."""
     engaged = (event.kind is AGENT_REPLY and "public_reply" in policy.engagement_by) or (
         (event.kind is ASSIGNED or event.agent_assigned) and "assignment" in policy.engagement_by
     )
@@ -130,23 +129,19 @@ def decide(
     seen = event.occurred_at or now
     occurred = min(seen, now)
     if state is not None and event.own_echo:
-        return new_decision(
-            {"state": state, "notes": ("ticketbridge's own note echoed back: ignored",)}
-        )
+        return new_decision(state=state, notes=("ticketbridge's own note echoed back: ignored",))
     if (
         state is not None
         and event.occurred_at is not None
         and event.occurred_at < state.last_event_at
     ):
         return new_decision(
-            {
-                "state": state,
-                "stale": True,
-                "notes": (
-                    f"stale event ignored: it happened at {event.occurred_at.isoformat()}, "
-                    f"before the last applied event at {state.last_event_at.isoformat()}",
-                ),
-            }
+            state=state,
+            stale=True,
+            notes=(
+                f"stale event ignored: it happened at {event.occurred_at.isoformat()}, "
+                f"before the last applied event at {state.last_event_at.isoformat()}",
+            ),
         )
     if state is None and event.kind in ADMIN_EVENTS:
         raise ValueError(f"{event.kind.value} needs a ticket ticketbridge already knows")
@@ -201,12 +196,10 @@ def decide(
         notes.append(held_note(held, limit))
     old_plan = plan_timers(before, policy) if before is not None else None
     return new_decision(
-        {
-            "state": current,
-            "effects": made,
-            "timers": timer_changes(old_plan, plan_timers(current, policy)),
-            "notes": tuple(notes),
-        }
+        state=current,
+        effects=made,
+        timers=timer_changes(old_plan, plan_timers(current, policy)),
+        notes=tuple(notes),
     )
 
 
@@ -241,7 +234,7 @@ def _aftercare(
     effects: list[Effect] = []
     # Timeline entries and field changes, made below in one copy of the ticket.
     entries: list[str] = []
-    changes: dict[str, object] = {}
+    changes: TicketUpdate = {}
     tags = event.tags
     if tags is not None:
         if new_followups(before, tags, policy):
@@ -276,7 +269,7 @@ def _aftercare(
     state, status_effects = sync_status_page(state, policy, components=components)
     effects.extend(status_effects)
     if before is not None and before.status.is_active and not state.status.is_active:
-        resolved: dict[str, object] = {"resolved_at": at}
+        resolved: TicketUpdate = {"resolved_at": at}
         if state.write_up_due is None and policy.for_priority(state.priority).write_up is not None:
             resolved["write_up_due"], effect = write_up(state, policy, at)
             effects.append(effect)

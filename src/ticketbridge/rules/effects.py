@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 from datetime import datetime
 
-from ticketbridge.rules.model import Effect, TicketState, new_effect
+from ticketbridge.rules.fields import new_effect
+from ticketbridge.rules.model import Effect, TicketState
 
 VICTOROPS = "victorops"
 BRIDGE = "victorops_bridge"
@@ -45,13 +46,11 @@ def _alert(
     if now is not None:
         payload["state_start_time"] = int(now.timestamp())
     return new_effect(
-        {
-            "target": VICTOROPS,
-            "kind": kind,
-            "key": key_of(VICTOROPS, state, kind, generation),
-            "reason": reason,
-            "payload": payload,
-        }
+        target=VICTOROPS,
+        kind=kind,
+        key=key_of(VICTOROPS, state, kind, generation),
+        reason=reason,
+        payload=payload,
     )
 
 
@@ -92,17 +91,15 @@ def note(state: TicketState, name: str, text: str, reason: str, *, kind: str = "
     """A private note on the ticket, marked so its webhook echo is recognised. ``kind`` other
     than ``note`` is a note about a resolved ticket (no re-read holds it back)."""
     return new_effect(
-        {
-            "target": state.source,
-            "kind": kind,
-            "key": key_of(state.source, state, "note", name),
-            "reason": reason,
-            "payload": {
-                "action": "note",
-                "ticket_id": state.ticket_id,
-                "body": f"<p>{NOTE_MARKER} {html.escape(text)}</p>",
-            },
-        }
+        target=state.source,
+        kind=kind,
+        key=key_of(state.source, state, "note", name),
+        reason=reason,
+        payload={
+            "action": "note",
+            "ticket_id": state.ticket_id,
+            "body": f"<p>{NOTE_MARKER} {html.escape(text)}</p>",
+        },
     )
 
 
@@ -116,32 +113,28 @@ def bridge(state: TicketState, reason: str) -> Effect:
         reason,
     )
     return new_effect(
-        {
-            "target": BRIDGE,
-            "kind": "bridge",
-            "key": key_of(BRIDGE, state, "bridge", 1),
-            "reason": reason,
-            "payload": {
-                "summary": f"Tier Two bridge: {title_of(state)}",
-                "details": f"{reason}. Ticket {state.url}".strip(),
-                "entity_id": f"{state.entity_id}/bridge",
-                "ticket_url": state.url,
-                "then": [follow_up.model_dump(mode="json")],
-            },
-        }
+        target=BRIDGE,
+        kind="bridge",
+        key=key_of(BRIDGE, state, "bridge", 1),
+        reason=reason,
+        payload={
+            "summary": f"Tier Two bridge: {title_of(state)}",
+            "details": f"{reason}. Ticket {state.url}".strip(),
+            "entity_id": f"{state.entity_id}/bridge",
+            "ticket_url": state.url,
+            "then": [follow_up.model_dump(mode="json")],
+        },
     )
 
 
 def reassign(state: TicketState, group: str, reason: str) -> Effect:
     """Unassign the agent and hand the ticket to ``group``, in one helpdesk update."""
     return new_effect(
-        {
-            "target": state.source,
-            "kind": "reassign",
-            "key": key_of(state.source, state, "reassign", 1),
-            "reason": reason,
-            "payload": {"action": "reassign", "ticket_id": state.ticket_id, "group": group},
-        }
+        target=state.source,
+        kind="reassign",
+        key=key_of(state.source, state, "reassign", 1),
+        reason=reason,
+        payload={"action": "reassign", "ticket_id": state.ticket_id, "group": group},
     )
 
 
@@ -149,11 +142,9 @@ def close_ticket(state: TicketState, reason: str) -> Effect:
     """Close the ticket in the helpdesk (once per Pending period)."""
     since = int(state.pending_since.timestamp()) if state.pending_since else 0
     return new_effect(
-        {
-            "target": state.source,
-            "kind": "close",
-            "key": key_of(state.source, state, "close", since),
-            "reason": reason,
-            "payload": {"action": "close", "ticket_id": state.ticket_id},
-        }
+        target=state.source,
+        kind="close",
+        key=key_of(state.source, state, "close", since),
+        reason=reason,
+        payload={"action": "close", "ticket_id": state.ticket_id},
     )

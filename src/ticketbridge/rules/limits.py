@@ -11,9 +11,11 @@ resolving the status-page incident.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from ticketbridge.rules.effects import DEAD_LETTER, key_of
-from ticketbridge.rules.model import Effect, TicketState, new_budget, new_effect
+from ticketbridge.rules.fields import TicketUpdate, new_budget, new_effect
+from ticketbridge.rules.model import Effect, TicketState
 
 EXEMPT_KINDS = frozenset(
     {
@@ -38,14 +40,22 @@ def hour_of(now: datetime) -> datetime:
     return datetime.fromtimestamp(stamp - stamp % 3600, UTC)
 
 
+class Charged(NamedTuple):
+    """Effects counted against the ticket's hour: the state with its budget, the effects to
+    make, and how many the ceiling held back."""
+
+    state: TicketState
+    effects: tuple[Effect, ...]
+    held: int
+
+
 def charge(
     state: TicketState, effects: tuple[Effect, ...], *, now: datetime, limit: int
-) -> tuple[TicketState, tuple[Effect, ...], int]:
+) -> Charged:
     """``effects`` counted against the ticket's hour at ``now``: those over ``limit`` are left
-    out, and the first left out in an hour brings one dead-letter breach in their place.
-    Returns the state with its budget, the effects to make, and how many were held back."""
+    out, and the first left out in an hour brings one dead-letter breach in their place."""
     if all(effect.kind in EXEMPT_KINDS for effect in effects):
-        return state, effects, 0
+        return Charged(state, effects, 0)
     hour = hour_of(now)
     budget = state.budget
     made = held = 0
@@ -65,9 +75,9 @@ def charge(
             held += 1
     if first_held is not None:
         kept.append(breach(state, first_held, hour=hour, limit=limit))
-    update = {"budget": new_budget({"hour": hour, "made": made, "held": held})}
+    update: TicketUpdate = {"budget": new_budget(hour=hour, made=made, held=held)}
     held_now = len(effects) + (first_held is not None) - len(kept)
-    return state.model_copy(update=update), tuple(kept), held_now
+    return Charged(state.model_copy(update=update), tuple(kept), held_now)
 
 
 def breach(state: TicketState, first: Effect, *, hour: datetime, limit: int) -> Effect:
@@ -80,18 +90,16 @@ def breach(state: TicketState, first: Effect, *, hour: datetime, limit: int) -> 
         "still go out"
     )
     return new_effect(
-        {
-            "target": DEAD_LETTER,
-            "kind": "limit_breach",
-            "key": key_of(DEAD_LETTER, state, "limit_breach", int(hour.timestamp())),
-            "reason": reason,
-            "payload": {
-                "limit": CEILING,
-                "ceiling": limit,
-                "hour": hour.isoformat(),
-                "first_held": first.key,
-            },
-        }
+        target=DEAD_LETTER,
+        kind="limit_breach",
+        key=key_of(DEAD_LETTER, state, "limit_breach", int(hour.timestamp())),
+        reason=reason,
+        payload={
+            "limit": CEILING,
+            "ceiling": limit,
+            "hour": hour.isoformat(),
+            "first_held": first.key,
+        },
     )
 
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class _StrEnum(StrEnum):
-    """A StrEnum whose members' ``value`` is read without a Python frame: Enum's own is a
-    Python-level property, and pydantic's JSON serialiser reads it for every enum field it
-    writes (five for a webhook's event and ticket), the service for every timer change."""
+    """A StrEnum whose members' ``value`` is an attribute read, not Enum's Python-level
+    property: the JSON serialiser and the service read it for every enum field they write."""
 
     if not TYPE_CHECKING:  # for type checkers, the value is Enum's (whose type they know)
         value = property(attrgetter("_value_"))
@@ -29,8 +28,7 @@ class Priority(_StrEnum):
     label: str  # "Urgent"
 
     def __init__(self, value: str) -> None:  # pragma: no mutate block (runs in class creation)
-        # A plain attribute, set once per member: an enum property costs a Python-level
-        # descriptor call on every read, and the rules read it several times per event.
+        # Set once per member: an attribute, not a property, since the rules read it often.
         self.label = value.capitalize()
 
 
@@ -73,9 +71,9 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """``BaseModel.model_copy``; a shallow copy with ``update`` is made directly, as
-        pydantic makes it for a model without extra fields or private attributes but without
-        copy.copy's generic steps (the rules copy a ticket's state a few times per event)."""
+        """``BaseModel.model_copy``: the same copy (``update``'s fields counted as set), a
+        shallow one with ``update`` made without copy.copy's generic steps, which models
+        without extra fields or private attributes do not need."""
         if deep or not update or self.__pydantic_extra__ or self.__pydantic_private__:
             return super().model_copy(update=update, deep=deep)
         cls = type(self)
@@ -219,24 +217,3 @@ class Decision(_Frozen):
     timers: tuple[TimerChange, ...] = ()
     notes: tuple[str, ...] = ()
     stale: bool = False
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def constructor(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
-    """``cls(**values)`` as a function of ``values``, validated alike: pydantic-core's
-    validator called directly. ``BaseModel.__init__``'s Python frame and keyword packing are a
-    quarter of building a small model (a Milestone: 10.1k instructions, 7.5k this way), and
-    decide() builds seven models for a new ticket."""
-    validate: Callable[[dict[str, Any]], _M] = cls.__pydantic_validator__.validate_python
-    return validate
-
-
-# The constructors of the models the rules build per event (see ``constructor``).
-new_ticket = constructor(TicketState)
-new_milestone = constructor(Milestone)
-new_effect = constructor(Effect)
-new_timer_change = constructor(TimerChange)
-new_budget = constructor(EffectBudget)
-new_decision = constructor(Decision)

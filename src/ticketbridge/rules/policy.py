@@ -270,9 +270,8 @@ class Policy(_Strict):
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """``<version>@<hash>``: changes whenever any value of the policy changes. (Cached in
-        the instance's ``__dict__``: read once per new ticket, where a private attribute's
-        lookup cost several microseconds.)"""
+        """``<version>@<hash>``: changes whenever any value of the policy changes (worked out
+        once per instance; ``model_copy`` works it out afresh)."""
         document = self.model_dump(mode="json")
         if self.limits == DEFAULT_LIMITS:
             # A policy that leaves the limits alone keeps the fingerprint it had before they

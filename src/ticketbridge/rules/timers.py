@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from ticketbridge.rules.aftercare import record, sync_status_page, write_up_reminder
 from ticketbridge.rules.calendar import calendar_for
 from ticketbridge.rules.durations import format_duration
 from ticketbridge.rules.effects import bridge, close_ticket, note, reassign, victorops_info
+from ticketbridge.rules.fields import new_decision, new_timer_change, updated
 from ticketbridge.rules.limits import HOUR, charge, held_note, hour_of
 from ticketbridge.rules.model import (
     Decision,
@@ -19,16 +22,26 @@ from ticketbridge.rules.model import (
     TicketState,
     TimerChange,
     TimerKind,
-    new_decision,
-    new_timer_change,
 )
 from ticketbridge.rules.policy import ALL_DAYS, CalendarSpec, Policy
 
-Plan = dict[TimerKind, tuple[datetime | None, str]]
-TIMER_KINDS = tuple(TimerKind)  # iterating an Enum class is slow; this is on the hot path
-ACTIVE = tuple(status for status in Status if status.is_active)  # as above
-# The members plan_timers reads, as module globals: on Python 3.11 an Enum class attribute
-# (TimerKind.TIER_ONE) is looked up through EnumType.__getattr__'s hook, a slow path.
+
+class Planned(NamedTuple):
+    """One timer of a plan: when it is due (None: not needed), and the rule that sets it."""
+
+    due: datetime | None
+    rule: str
+
+
+NOT_PLANNED = Planned(None, "")
+# Builds a Planned as its constructor does, without the Python frame of a NamedTuple's
+# ``__new__``: plan_timers builds several per event, twice.
+_planned: Callable[[type[Planned], tuple[datetime | None, str]], Planned] = tuple.__new__
+Plan = dict[TimerKind, Planned]
+# Members as module globals and tuples: Python 3.11 looks Enum class attributes up through a
+# slow hook, and iterates an Enum class slowly.
+TIMER_KINDS = tuple(TimerKind)
+ACTIVE = tuple(status for status in Status if status.is_active)
 TIER_ONE, ENGAGEMENT = TimerKind.TIER_ONE, TimerKind.ENGAGEMENT
 CUSTOMER_UPDATE, AUTO_CLOSE, WRITE_UP = (
     TimerKind.CUSTOMER_UPDATE,
@@ -92,8 +105,7 @@ _RULES: dict[tuple[int, Priority], _Rules] = {}
 
 def _rules(policy: Policy, priority: Priority) -> _Rules:
     """``_Rules`` of ``priority`` under ``policy``, built once per policy object. Keyed by the
-    object's id, which the entry keeps alive so the id cannot be reused; a policy's
-    fingerprint would do too but costs a pydantic private-attribute lookup per call."""
+    object's id, which the entry keeps alive so the id cannot be reused."""
     cached = _RULES.get((id(policy), priority))
     if cached is None or cached.policy is not policy:
         if len(_RULES) >= 256:  # bounded: simulations bring policies of their own
@@ -129,32 +141,28 @@ def _describe(policy: Policy, priority: Priority) -> dict[TimerKind, str]:
 
 def plan_timers(state: TicketState, policy: Policy) -> Plan:
     """Every timer the ticket needs now, with its due time (None: not needed) and rule."""
-    plan: Plan = dict.fromkeys(TIMER_KINDS, (None, ""))
+    plan: Plan = dict.fromkeys(TIMER_KINDS, NOT_PLANNED)
     rules = _rules(policy, state.priority)
     text = rules.text
     if state.write_up_due is not None and not state.write_up_reminded:
         # Armed at resolution: it outlives the ticket's other commitments.
-        plan[WRITE_UP] = (state.write_up_due, text.get(WRITE_UP, ""))
+        plan[WRITE_UP] = _planned(Planned, (state.write_up_due, text.get(WRITE_UP, "")))
     status = state.status
     if status not in ACTIVE:
         return plan
     if not state.tier_one_done:
-        plan[TIER_ONE] = (state.opened_at + rules.tier_one, text[TIER_ONE])
+        plan[TIER_ONE] = _planned(Planned, (state.opened_at + rules.tier_one, text[TIER_ONE]))
     if state.engaged_at is None and not state.engagement_breached:
-        plan[ENGAGEMENT] = (
-            rules.engagement_due(state.opened_at),
-            text[ENGAGEMENT],
+        plan[ENGAGEMENT] = _planned(
+            Planned, (rules.engagement_due(state.opened_at), text[ENGAGEMENT])
         )
     if rules.cadence is not None and status is OPEN:
         base = state.cadence_base or state.opened_at
-        plan[CUSTOMER_UPDATE] = (
-            base + rules.cadence * (state.update_reminders + 1),
-            text[CUSTOMER_UPDATE],
-        )
+        due = base + rules.cadence * (state.update_reminders + 1)
+        plan[CUSTOMER_UPDATE] = _planned(Planned, (due, text[CUSTOMER_UPDATE]))
     if status is PENDING and state.pending_since and not state.auto_close_requested:
-        plan[AUTO_CLOSE] = (
-            state.pending_since + rules.auto_close,
-            text[AUTO_CLOSE],
+        plan[AUTO_CLOSE] = _planned(
+            Planned, (state.pending_since + rules.auto_close, text[AUTO_CLOSE])
         )
     return plan
 
@@ -163,11 +171,11 @@ def timer_changes(before: Plan | None, after: Plan) -> tuple[TimerChange, ...]:
     """The changes that turn the ``before`` plan into ``after`` (all of it when new)."""
     changes = []
     for kind, (due, rule) in after.items():
-        old = before.get(kind, (None, ""))[0] if before is not None else None
+        old = before.get(kind, NOT_PLANNED).due if before is not None else None
         if before is None and due is None:
             continue
         if old != due:
-            changes.append(new_timer_change({"kind": kind, "due": due, "rule": rule}))
+            changes.append(new_timer_change(kind=kind, due=due, rule=rule))
     return tuple(changes)
 
 
@@ -217,11 +225,11 @@ def settle(firing: Firing, *, now: datetime) -> Firing:
         # The plan is base + period x (reminders + 1): a base one period before ``rearmed``
         # less the reminders already counted puts the next one at ``rearmed``.
         base = rearmed - period * (acted.update_reminders + 1)
-        acted = acted.model_copy(update={"cadence_base": base})
+        acted = updated(acted, cadence_base=base)
         missed = int((now - planned) / period) + 1
         record = f"{record} ({missed} periods missed at once: one reminder, cadence from now)"
         timers = tuple(
-            new_timer_change({"kind": c.kind, "due": rearmed, "rule": c.rule})
+            new_timer_change(kind=c.kind, due=rearmed, rule=c.rule)
             if c.kind is CUSTOMER_UPDATE
             else c
             for c in timers
@@ -258,20 +266,18 @@ def complete_timer(firing: Firing, *, now: datetime) -> Decision:
     if planned is None or planned > now:
         why = "no longer needed" if planned is None else f"moved to {planned.isoformat()}"
         return new_decision(
-            {
-                "state": firing.state,
-                "timers": timer_changes({kind: (firing.due, "")}, {kind: (planned, firing.rule)}),
-                "notes": (f"{kind.value} timer due {firing.due.isoformat()} {why}: nothing to do",),
-            }
+            state=firing.state,
+            timers=timer_changes(
+                {kind: Planned(firing.due, "")}, {kind: Planned(planned, firing.rule)}
+            ),
+            notes=(f"{kind.value} timer due {firing.due.isoformat()} {why}: nothing to do",),
         )
     firing = settle(firing, now=now)
     return new_decision(
-        {
-            "state": fired_state(firing.acted, firing.record, now),
-            "effects": firing.effects,
-            "timers": firing.timers,
-            "notes": (fired_note(kind, firing.rule, planned, now), *firing.notes),
-        }
+        state=fired_state(firing.acted, firing.record, now),
+        effects=firing.effects,
+        timers=firing.timers,
+        notes=(fired_note(kind, firing.rule, planned, now), *firing.notes),
     )
 
 
@@ -293,14 +299,14 @@ def prepare_timer(state: TicketState, kind: TimerKind, *, due: datetime, policy:
     plan = plan_timers(state, policy)
     planned, rule = plan[kind]
     if planned is None:
-        return Firing(state, kind, due, None, rule, state)
+        return Firing(state=state, kind=kind, due=due, planned=None, rule=rule, acted=state)
     effects: list[Effect] = []
     planned_at = planned.isoformat()
     acted = state
     entry: str | None = None
     period: timedelta | None = None
     if kind is TimerKind.TIER_ONE:
-        acted = state.model_copy(update={"tier_one_done": True, "tier_two_engaged": True})
+        acted = updated(state, tier_one_done=True, tier_two_engaged=True)
         why = f"{rule}; unresolved at {planned_at}"
         if policy.for_priority(acted.priority).tier_one.then == "bridge":
             effects.append(bridge(acted, why))
@@ -319,14 +325,14 @@ def prepare_timer(state: TicketState, kind: TimerKind, *, due: datetime, policy:
                 )
             )
     elif kind is TimerKind.ENGAGEMENT:
-        acted = state.model_copy(update={"engagement_breached": True})
+        acted = updated(state, engagement_breached=True)
         entry = "Initial engagement SLA missed"
         text = f"Initial engagement SLA missed: {rule}; nobody engaged by {planned:%Y-%m-%d %H:%M}."
         effects.append(note(acted, "engagement-breach", text, rule))
         if acted.incident_open:
             effects.append(victorops_info(acted, "engagement-breach", text, rule))
     elif kind is TimerKind.CUSTOMER_UPDATE:
-        acted = state.model_copy(update={"update_reminders": state.update_reminders + 1})
+        acted = updated(state, update_reminders=state.update_reminders + 1)
         entry = "Customer update overdue"
         text = (
             f"Customer update overdue: {rule}; the last one was due {planned:%Y-%m-%d %H:%M} UTC."
@@ -337,25 +343,25 @@ def prepare_timer(state: TicketState, kind: TimerKind, *, due: datetime, policy:
             effects.append(victorops_info(acted, key, text, rule))
         period = _rules(policy, state.priority).cadence
     elif kind is TimerKind.AUTO_CLOSE:
-        acted = state.model_copy(update={"auto_close_requested": True})
+        acted = updated(state, auto_close_requested=True)
         entry = "Pending with no customer reply: closed by ticketbridge"
         effects.append(note(acted, "auto-close", f"Closed by ticketbridge: {rule}.", rule))
         effects.append(close_ticket(acted, rule))
     elif kind is TimerKind.WRITE_UP:
-        acted = state.model_copy(update={"write_up_reminded": True})
+        acted = updated(state, write_up_reminded=True)
         effects.append(write_up_reminder(acted, rule))
     acted, status_effects = sync_status_page(acted, policy)
     effects.extend(status_effects)
     return Firing(
-        state,
-        kind,
-        due,
-        planned,
-        rule,
-        acted,
-        entry,
-        tuple(effects),
-        timer_changes(plan, plan_timers(acted, policy)),
-        period,
-        policy.limits.effects_per_ticket_per_hour,
+        state=state,
+        kind=kind,
+        due=due,
+        planned=planned,
+        rule=rule,
+        acted=acted,
+        record=entry,
+        effects=tuple(effects),
+        timers=timer_changes(plan, plan_timers(acted, policy)),
+        period=period,
+        limit=policy.limits.effects_per_ticket_per_hour,
     )
