@@ -28,7 +28,7 @@ from ticketbridge.adapters.inbound.freshdesk import (
 )
 from ticketbridge.rules import EventKind, Priority, Status
 
-SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "freshdesk"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "vendors" / "freshdesk"
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ ZD_SECRET = "zd-secret-do-not-log"
 WH_SECRET = "whsec_" + base64.b64encode(b"generic-secret-do-not-log").decode()
 SECRETS = ReplaySecrets(freshdesk=FD_SECRET, zendesk=ZD_SECRET, generic=WH_SECRET)
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-REPO_FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "webhooks"
+REPO_FIXTURES = Path(__file__).resolve().parents[3] / "examples" / "webhooks"
 
 
 def freshdesk_inner(**extra: Any) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from ticketbridge.rules.model import (
 )
 from ticketbridge.rules.timers import on_timer, plan_timers
 
-SNAPSHOTS = Path(__file__).parents[2] / "fixtures" / "decide_snapshots.json"
+SNAPSHOTS = Path(__file__).parents[2] / "data" / "decide_snapshots.json"
 T0 = datetime(2026, 11, 27, 16, 30, tzinfo=UTC)  # a Friday afternoon: calendars matter
 M = timedelta(minutes=1)
 LATER = T0 + 10 * M  # when events on known tickets are decided
