@@ -6,7 +6,7 @@ as ``model_dump_json`` plus the fields each model counts as set, hashed. The dig
 ``fixtures/decide_snapshots.json`` were recorded before those speed-ups; regenerate them only
 for an intended change of behaviour::
 
-    PYTHONPATH=src python tests/unit/test_decide_snapshots.py
+    PYTHONPATH=src python tests/unit/rules/test_decide_snapshots.py
 """
 
 from __future__ import annotations
