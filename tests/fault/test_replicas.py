@@ -1,4 +1,4 @@
-"""RELIABILITY.md item 14: two replicas on one PostgreSQL, 5,000 timers due in the same second,
+"""Two replicas on one PostgreSQL, 5,000 timers due in the same second,
 one replica killed mid-flight → "fired twice 0, lost 0".
 
 5,000 Medium tickets are opened (in-process, through the service's own ``ingest``) so that

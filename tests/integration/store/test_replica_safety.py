@@ -1,5 +1,5 @@
 """What keeps replicas on one PostgreSQL from stepping on each other: one clock (the
-database's) and a stalled transaction losing its locks (RELIABILITY.md items 14 and 15)."""
+database's) and a stalled transaction losing its locks (docs/reliability.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RELIABILITY item 22 for the signed sources' body parsers: for any input, only their own errors.
+"""The signed sources' body parsers under Hypothesis: for any input, only their own errors.
 
 ``zendesk.parse_webhook`` and ``generic.parse_webhook`` get the bytes the signature covered and
 the signed headers (delivery id, timestamp); whatever those hold, they return an event or raise

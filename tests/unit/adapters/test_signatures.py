@@ -1,4 +1,4 @@
-"""Signature verifiers (RELIABILITY items 17, 19, 22): the matrix, malformed headers, fuzzing."""
+"""Signature verifiers: the forged/valid matrix, malformed headers, any input under Hypothesis."""
 
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ def test_standard_secret_needs_base64() -> None:
             standard_secret(bad)
 
 
-# --- RELIABILITY item 19: malformed headers are Unauthorized, never anything else ----------
+# --- malformed headers are Unauthorized, never anything else ------------------------------
 
 MALFORMED = {
     "missing": None,
@@ -284,7 +284,7 @@ def test_odd_timestamps_are_unauthorized(timestamp: str) -> None:
         )
 
 
-# --- RELIABILITY item 22: for any input, only the verifier's own error ---------------------
+# --- for any input, only the verifier's own error -----------------------------------------
 
 header = st.one_of(st.none(), st.text(max_size=300), st.from_regex(r"v1,[A-Za-z0-9+/=]{0,60}"))
 

@@ -1,4 +1,4 @@
-"""The policy file: the built-in default is DESIGN.md's table; errors name key and line."""
+"""The policy file: the built-in default is docs/procedure.md's table; errors name key and line."""
 
 from __future__ import annotations
 
