@@ -220,16 +220,6 @@ def test_every_local_link_in_the_readme_resolves() -> None:
     assert [link for link in links if not (ROOT / link).exists()] == []
 
 
-def test_the_project_files_never_refer_to_a_folder_beside_the_clone() -> None:
-    files = [README, ROOT / "Makefile", ROOT / "Dockerfile", ROOT / "mkdocs.yml"]
-    files += [p for p in (ROOT / "docs").rglob("*") if p.is_file()]
-    files += [
-        p for p in (ROOT / "scripts").rglob("*") if p.is_file() and "__pycache__" not in p.parts
-    ]
-    offenders = [str(p.relative_to(ROOT)) for p in files if "../shared" in p.read_text("utf-8")]
-    assert offenders == []
-
-
 # --- the site -----------------------------------------------------------------------------------
 
 
