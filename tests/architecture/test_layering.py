@@ -23,10 +23,8 @@ import sqlalchemy
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "ticketbridge"
 
 # The one module allowed to touch SQLAlchemy's private API: the webhook path's statements
-# compiled once and run on the driver's cursor. Until the store is split into modules, that
-# code lives in sql.py: the fallback applies only while compiled.py does not exist.
+# compiled once and run on the driver's cursor.
 PRIVATE_API_MODULE = "adapters/store/compiled.py"
-PRIVATE_API_FALLBACK = "adapters/store/sql.py"
 
 # Standard-library modules that do I/O, read a clock or draw randomness: not for rules/.
 IMPURE_STDLIB = frozenset(
@@ -175,11 +173,7 @@ def private_sqlalchemy_uses(parsed: list[tuple[str, ast.Module]]) -> dict[str, l
     return found
 
 
-def private_api_module() -> str:
-    return PRIVATE_API_MODULE if (PACKAGE / PRIVATE_API_MODULE).exists() else PRIVATE_API_FALLBACK
-
-
-@pytest.mark.parametrize("allowed", [private_api_module()])
+@pytest.mark.parametrize("allowed", [PRIVATE_API_MODULE])
 def test_only_the_compiled_fast_path_touches_sqlalchemy_private_api(allowed: str) -> None:
     uses = private_sqlalchemy_uses(list(modules()))
     assert allowed in uses, f"{allowed} uses no SQLAlchemy private name: is the check blind?"

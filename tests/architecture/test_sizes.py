@@ -14,7 +14,6 @@ MAX_LINES = 400
 OVERSIZED = frozenset(
     {
         "adapters/outbound/github.py",
-        "adapters/store/sql.py",
         "app/services/ingest.py",
         "app/workers/dispatcher.py",
     }
