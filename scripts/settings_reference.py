@@ -7,7 +7,7 @@
 The table sits between two markers in the page; the prose around it is written by hand. A
 setting's description is the one below (kept here, beside the docs, so the settings module stays
 terse) or else its ``Field(description=...)``; a setting with neither is an error, so a new
-setting cannot ship undocumented (tests/unit/test_docs.py runs the check).
+setting cannot ship undocumented (tests/docs/test_docs.py runs the check).
 """
 
 from __future__ import annotations

@@ -43,7 +43,6 @@ hypothesis_settings.load_profile("ticketbridge")
 # `make mutation` runs the rules' tests once per mutant: fewer examples, each run short.
 hypothesis_settings.register_profile("mutation", deadline=None, max_examples=25)
 
-FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "fd-secret-do-not-log"
 ADMIN_TOKEN = "admin-token-do-not-log"
 VO_API_KEY = "vo-api-key-do-not-log"

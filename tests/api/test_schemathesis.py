@@ -1,4 +1,4 @@
-"""schemathesis against the committed ``openapi.yaml``, in process (RELIABILITY item 23).
+"""schemathesis against the committed ``openapi.yaml``, in process.
 
 Every operation in the document gets generated requests (valid and invalid bodies, headers,
 path and query values) sent to the ASGI app. Each response must be no server error, a status

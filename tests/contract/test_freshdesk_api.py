@@ -20,7 +20,7 @@ from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi
 from ticketbridge.adapters.outbound.ports import HelpdeskTicket, Sent
 from ticketbridge.rules import Priority, Status
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "freshdesk_api"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "vendors" / "freshdesk_api"
 API_KEY = "fd-api-key-do-not-log"
 API_URL = "https://acme.freshdesk.com"
 BASE = f"{API_URL}/api/v2"

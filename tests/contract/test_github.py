@@ -20,7 +20,7 @@ from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.github import MAX_BODY, GitHubIssues, marker_line
 from ticketbridge.adapters.outbound.ports import Sent
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "vendors" / "github"
 TLS = ssl.create_default_context()  # built once: a client per test would otherwise build its own
 TOKEN = "ghs_InstallationTokenDoNotLog0123456789ab"
 API_URL = "https://api.github.com"

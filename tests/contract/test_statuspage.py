@@ -28,7 +28,7 @@ from ticketbridge.adapters.outbound.statuspage.sender import (
     StatusPageSender,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "statuspage"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "vendors" / "statuspage"
 TLS = ssl.create_default_context()  # built once: a client per test would otherwise build its own
 API_KEY = "sp-oauth-key-do-not-log"
 OAUTH = f"OAuth {API_KEY}"

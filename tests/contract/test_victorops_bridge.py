@@ -21,7 +21,7 @@ from ticketbridge.adapters.outbound.victorops_bridge import (
     VictorOpsRoutingKeyBridge,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "victorops_api"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "vendors" / "victorops_api"
 TLS = ssl.create_default_context()  # built once: a client per test would otherwise build its own
 API_URL = "https://api.victorops.com"
 INCIDENTS = f"{API_URL}/api-public/v1/incidents"

@@ -17,7 +17,7 @@ from ticketbridge.adapters.outbound.errors import AdapterError, parse_retry_afte
 from ticketbridge.adapters.outbound.victorops import VictorOpsRest
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, decide
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "vendors"
 API_KEY, ROUTING_KEY = "0123-api-key-secret", "tier-one-routing-secret"
 URL = f"https://alert.victorops.com/integrations/generic/20131114/alert/{API_KEY}/{ROUTING_KEY}"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

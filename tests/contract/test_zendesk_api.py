@@ -24,7 +24,7 @@ from ticketbridge.adapters.outbound.ports import HelpdeskTicket, Sent
 from ticketbridge.adapters.outbound.zendesk import STATUS_CODES, STATUS_NAMES, ZendeskApi
 from ticketbridge.rules import Priority, Status
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zendesk_api"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "vendors" / "zendesk_api"
 EMAIL = "bridge-agent@acme.example"
 API_TOKEN = "zd-api-token-do-not-log"
 API_URL = "https://acme.zendesk.com"

@@ -1,4 +1,4 @@
-"""RELIABILITY.md item 9: VictorOps acts, then the reply is lost: still one incident."""
+"""VictorOps acts, then the reply is lost (an ambiguous timeout): still one incident."""
 
 from __future__ import annotations
 

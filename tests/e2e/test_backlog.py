@@ -1,4 +1,4 @@
-"""RELIABILITY.md item 12: a backlog left by an outage drains within the target's rate budget.
+"""A backlog left by an outage drains within the target's rate budget.
 
 Freshdesk is down (503) while 60 private notes come due: each is tried once and waits to
 retry. Freshdesk comes back; the dispatcher drains the backlog through the Freshdesk API's

@@ -229,7 +229,7 @@ async def test_the_list_pages_newest_first_with_a_cursor(harness_factory: Any) -
 async def test_dead_letter_after_the_retry_budget_then_replay(
     harness_factory: Any, clock: Any, record_property: Callable[[str, object], None]
 ) -> None:
-    """RELIABILITY.md item 10: "1 delivered, 0 duplicates"."""
+    """A dead letter replayed once is delivered once: "1 delivered, 0 duplicates"."""
     outcomes: list[int] = []
 
     def victorops(request: httpx.Request) -> httpx.Response:

@@ -1,4 +1,4 @@
-"""RELIABILITY figure 26: garbage vendor replies each end as an outcome, never stuck pending.
+"""Garbage vendor replies each end as an outcome, never stuck pending.
 
 A raw asyncio server on 127.0.0.1 stands in for VictorOps and answers each case's bytes (broken
 gzip, invalid JSON, absurd or non-ASCII ``Retry-After``, a reset mid-body, TLS-like bytes, no

@@ -42,7 +42,7 @@ SECRET_SETTINGS = {
     "GENERIC__WEBHOOK_SECRETS": WH_SECRET,
 }
 ALL_SECRETS = (FD_SECRET, ZD_SECRET, WH_SECRET, WH_SECRET.removeprefix("whsec_"), ADMIN_TOKEN)
-REPO_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "webhooks"
+REPO_FIXTURES = Path(__file__).resolve().parents[2] / "examples" / "webhooks"
 # Personal data the sent bodies carry; none of it may reach a fixture file.
 PERSONAL = (
     "Jane",

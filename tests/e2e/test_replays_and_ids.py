@@ -1,4 +1,4 @@
-"""Signed replays are refused (RELIABILITY 27) and ids are read as helpdesks write them (29).
+"""Signed replays are refused and ids are read as helpdesks write them.
 
 A captured Zendesk request sent again inside its 300 s window, with a fresh (unsigned)
 ``X-Zendesk-Webhook-Invocation-Id``, must not reopen the ticket it came from; neither may an

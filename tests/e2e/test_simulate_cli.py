@@ -18,7 +18,7 @@ from ticketbridge.app.simulation.timeline import parse_timeline
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMELINES = ROOT / "fixtures" / "timelines"
+TIMELINES = ROOT / "examples" / "timelines"
 PENDING = TIMELINES / "pending-auto-close.yaml"
 BASE_ENV = {"TICKETBRIDGE_SECRETS_DIR": "/nonexistent", "TICKETBRIDGE_POLICY_FILE": None}
 

@@ -1,4 +1,4 @@
-"""RELIABILITY figure 24: a slow VictorOps and a backlog double no page without a crash.
+"""A slow VictorOps and a backlog double no page without a crash.
 
 A real ``ticketbridge serve`` takes PAGES distinct Urgent webhooks within about a second; the
 fake VictorOps (a threaded HTTP server on 127.0.0.1) answers each alert after ANSWER_SECONDS.

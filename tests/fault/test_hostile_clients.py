@@ -1,4 +1,4 @@
-"""RELIABILITY item 28: hostile clients cannot exhaust a real ``ticketbridge serve``'s memory
+"""Hostile clients cannot exhaust a real ``ticketbridge serve``'s memory
 or its connections, and stalled requests are let go."""
 
 from __future__ import annotations

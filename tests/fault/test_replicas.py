@@ -1,13 +1,15 @@
-"""RELIABILITY.md item 14: two replicas on one PostgreSQL, 5,000 timers due in the same second,
+"""Two replicas on one PostgreSQL, 5,000 timers due in the same second,
 one replica killed mid-flight → "fired twice 0, lost 0".
 
-5,000 Medium tickets are opened (in-process, through the service's own ``ingest``) so that
-their Tier-One deadlines all fall in one second a few seconds ahead. Two real ``ticketbridge
-serve`` processes share the database; when they have fired a few hundred timers between them,
-replica A is SIGKILLed (its open transaction dies with it and its row locks are freed).
-Replica B must fire every remaining timer; every ticket's Tier-One timer fires exactly once
-(one ``timer`` timeline entry each, written in the same transaction as the fire) and every
-ticket gets its reassign effect. The log of each replica says how many it committed.
+5,000 Medium tickets are opened (in-process, through the service's own ``ingest``, in one
+transaction) so that their Tier-One deadlines all fall in one second, after the COMMIT: an
+ingest heading past its deadline (a busy machine) is rolled back and tried again with a lead
+three times as long. Two real ``ticketbridge serve`` processes share the database; when they
+have fired a few hundred timers between them, replica A is SIGKILLed (its open transaction dies
+with it and its row locks are freed). Replica B must fire every remaining timer; every ticket's
+Tier-One timer fires exactly once (one ``timer`` timeline entry each, written in the same
+transaction as the fire) and every ticket gets its reassign effect. The log of each replica
+says how many it committed.
 
 Figure: ``two replicas: fired twice 0, lost 0 of 5000; A killed after <n> fired (A committed
 <a>, B <b>)``.
@@ -36,7 +38,10 @@ from ticketbridge.rules import EventKind, Priority, Status, TicketEvent
 pytestmark = pytest.mark.fault
 
 TICKETS = 5000
-LEAD_SECONDS = 25.0  # the deadlines fall this long after the replicas are up: time to ingest
+LEAD_SECONDS = 25.0  # the deadlines fall this long after ingest starts, on the first attempt
+COMMIT_MARGIN = 5.0  # ingest must be done this long before the deadline, or it is tried again
+INGEST_ATTEMPTS = 2  # the second leaves three times as long as the first was heading for
+INGEST_CHECK_EVERY = 500  # tickets between two projections of when ingest will end
 KILL_AFTER = 300  # fired timers (both replicas together) before replica A is killed
 STARTUP_TIMEOUT = 30.0
 FIRE_TIMEOUT = 60.0  # after the deadline, for every timer to have fired
@@ -48,8 +53,20 @@ BATCH = 250
 LAST_TICKET = "last"
 
 
-def open_tickets(url: str, due: float, tickets: list[str]) -> None:
-    """Open Medium tickets whose Tier-One (2 h) deadline is ``due``, in one go."""
+class IngestTooSlow(Exception):
+    """Ingest was heading past its ``commit_by``: its transaction was rolled back."""
+
+    def __init__(self, projected: float) -> None:
+        super().__init__(f"ingest would have taken {projected:.1f} s")
+        self.projected = projected
+
+
+def open_tickets(
+    url: str, due: float, tickets: list[str], *, commit_by: float | None = None
+) -> None:
+    """Open Medium tickets whose Tier-One (2 h) deadline is ``due``, in one transaction; with
+    ``commit_by``, roll it back and raise IngestTooSlow as soon as the pace so far would end
+    ingest later than that."""
     policy = load_policy(None)
     window = policy.for_priority(Priority.MEDIUM).tier_one.within
     opened = datetime.fromtimestamp(due, UTC) - window
@@ -57,8 +74,9 @@ def open_tickets(url: str, due: float, tickets: list[str]) -> None:
     store = Store(url)
     try:
         book.remember_current(store, at=opened.timestamp())
+        began = time.monotonic()
         with store.unit_of_work() as uow:
-            for ticket in tickets:
+            for done, ticket in enumerate(tickets, 1):
                 event = TicketEvent(
                     source="freshdesk",
                     ticket_id=ticket,
@@ -69,6 +87,12 @@ def open_tickets(url: str, due: float, tickets: list[str]) -> None:
                     occurred_at=opened,
                 )
                 ingest_in(uow, event=event, dedup_key=f"r{ticket}", now=opened, policies=book)
+                if commit_by is None or (done % INGEST_CHECK_EVERY and done < len(tickets)):
+                    continue
+                elapsed = time.monotonic() - began
+                remaining = elapsed * (len(tickets) - done) / done
+                if time.time() + remaining > commit_by:
+                    raise IngestTooSlow(elapsed + remaining)
     finally:
         store.close()
 
@@ -115,10 +139,25 @@ def test_two_replicas_one_killed_mid_flight_fire_every_timer_once(
         b.start()
         a.wait_healthy(STARTUP_TIMEOUT)
         b.wait_healthy(STARTUP_TIMEOUT)
-        due = time.time() + LEAD_SECONDS
-        started = time.monotonic()
+        # The replicas learn of the new timers by polling, all at once at the COMMIT; none may
+        # be due before it. How long ingest takes depends on the machine's load, not on what
+        # is tested here: an attempt heading past its deadline is rolled back and the next one
+        # leaves three times as long as the first was heading for.
         tickets = [str(900_000 + n) for n in range(TICKETS)]
-        open_tickets(url, due, tickets)  # the replicas learn of the new timers by polling
+        lead = LEAD_SECONDS
+        too_slow: list[float] = []  # how long each rolled-back attempt would have taken
+        while len(too_slow) < INGEST_ATTEMPTS:
+            due = time.time() + lead
+            started = time.monotonic()
+            try:
+                open_tickets(url, due, tickets, commit_by=due - COMMIT_MARGIN)
+            except IngestTooSlow as slow:
+                too_slow.append(slow.projected)
+                lead = 3 * slow.projected + COMMIT_MARGIN
+            else:
+                break
+        else:
+            pytest.fail(f"ingest ended too close to its deadline each time: {too_slow} s")
         ingest_seconds = time.monotonic() - started
         assert time.time() < due - 1, f"ingest took {ingest_seconds:.1f} s: past the deadline"
         assert fired_count(engine) == 0
@@ -169,7 +208,15 @@ def test_two_replicas_one_killed_mid_flight_fire_every_timer_once(
             f"A killed after {killed_after} fired (A committed {by_a}, B {by_b}); "
             f"all fired {finished_after:.2f} s after the deadline"
         )
-        print(f"\n{figure}\ningest {ingest_seconds:.1f} s, total {time.monotonic() - began:.1f} s")
+        print(
+            f"\n{figure}\ningest {ingest_seconds:.1f} s, lead {lead:.0f} s"
+            + (
+                f" (rolled back, heading for {', '.join(f'{s:.1f}' for s in too_slow)} s)"
+                if too_slow
+                else ""
+            )
+            + f", total {time.monotonic() - began:.1f} s"
+        )
         record_property("figure", figure)
         assert killed_after is not None, f"never reached {KILL_AFTER} fired\n{b.log_tail()}"
         assert killed_after < TICKETS, "A was killed after everything had fired: not mid-flight"

@@ -1,4 +1,4 @@
-"""RELIABILITY.md item 1: kill -9 mid-burst.
+"""kill -9 mid-burst: every acknowledged webhook pages once, none twice.
 
 N unique Urgent webhooks go to a real ``ticketbridge serve`` from several concurrent senders
 that retry each one until it is acknowledged with a 2xx (Freshdesk's own behaviour, compressed).

@@ -1,4 +1,4 @@
-"""RELIABILITY.md item 15: a paused replica (SIGSTOP past its lease) cannot write after
+"""A paused replica (SIGSTOP past its lease) cannot write after
 resuming → "stale writes 0".
 
 Replica A takes a webhook and sends its page at once (the effect was committed leased to A,

@@ -1,4 +1,4 @@
-"""RELIABILITY.md item 3: SIGTERM drains in-flight work; what is left resumes after restart."""
+"""SIGTERM drains in-flight work; what is left resumes after restart."""
 
 from __future__ import annotations
 

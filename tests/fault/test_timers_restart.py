@@ -1,4 +1,4 @@
-"""RELIABILITY.md item 13: timers due while the service was down fire exactly once on restart,
+"""Timers due while the service was down fire exactly once on restart,
 marked late; tickets resolved meanwhile fire nothing.
 
 A real ``ticketbridge serve`` runs with a policy whose windows are seconds long (Urgent
@@ -72,7 +72,7 @@ POLICY_EDITS = (
 
 
 def short_policy() -> str:
-    """The built-in policy with Urgent/Medium windows of seconds (DESIGN.md section 1 format)."""
+    """The built-in policy with Urgent/Medium windows of seconds (docs/policy.md)."""
     text = default_policy_text()
     for old, new in POLICY_EDITS:
         assert text.count(old) == 1, f"built-in policy changed: {old!r} not found once"

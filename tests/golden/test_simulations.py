@@ -1,5 +1,5 @@
-"""Golden files: the simulation of every timeline in fixtures/timelines under the built-in
-policy, compared with tests/golden/<name>.json.
+"""Golden files: the simulation of every timeline in examples/timelines under the built-in
+policy, compared with tests/data/golden/<name>.json.
 
 After a deliberate change to the rules, the policy or the simulation, regenerate them with
 ``TB_UPDATE_GOLDEN=1 .venv/bin/pytest tests/golden`` and review the diff like code.
@@ -20,8 +20,8 @@ from ticketbridge.app.simulation.timeline import parse_timeline
 from ticketbridge.rules import Policy
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMELINES = ROOT / "fixtures" / "timelines"
-GOLDEN = Path(__file__).parent
+TIMELINES = ROOT / "examples" / "timelines"
+GOLDEN = Path(__file__).parents[1] / "data" / "golden"
 UPDATE = os.environ.get("TB_UPDATE_GOLDEN") == "1"
 HOW = "regenerate with TB_UPDATE_GOLDEN=1 .venv/bin/pytest tests/golden and review the diff"
 

@@ -1,7 +1,7 @@
 """Zendesk Support (Ticketing) API v2: read tickets, update them, add private notes, find groups.
 
 The same surface as ``FreshdeskApi`` so the app wires either helpdesk the same way. Wire facts
-and where each comes from: ``tests/fixtures/zendesk_api/README.md``. In short:
+and where each comes from: ``tests/data/vendors/zendesk_api/README.md``. In short:
 
 - ``{api_url}/api/v2``; HTTP Basic with ``{email}/token`` as user and the API token as password.
 - Everything is a ticket update: ``PUT /tickets/{id}.json`` with ``{"ticket": {...}}`` carries a

@@ -1,0 +1,1 @@
+"""Rules on the source tree itself: layering, module sizes, references."""

@@ -1,0 +1,1 @@
+"""The documentation and the deployment examples agree with the code."""

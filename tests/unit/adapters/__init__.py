@@ -1,0 +1,1 @@
+"""Adapters without I/O: inbound parsers and verifiers, the outbound rate limiter."""

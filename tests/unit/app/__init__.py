@@ -1,0 +1,1 @@
+"""The application layer without a store: settings, policy files, middleware, recording."""

@@ -1,0 +1,1 @@
+"""Pure rules: decisions, timers, aftercare, calendars, the policy model."""
