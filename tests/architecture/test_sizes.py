@@ -14,8 +14,6 @@ MAX_LINES = 400
 OVERSIZED = frozenset(
     {
         "adapters/outbound/github.py",
-        "app/services/ingest.py",
-        "app/workers/dispatcher.py",
     }
 )
 # app/ holds the composition root and what every part shares (settings, clock, logging,

@@ -1,6 +1,6 @@
 """decide() and on_timer() against recorded decisions, over a wide table of events.
 
-``fixtures/decide_snapshots.json`` holds, per group of inputs, each input's decision as one
+``tests/data/decide_snapshots.json`` holds, per group of inputs, each input's decision as one
 line of JSON: the effects (target, kind, key, reason, payload), the timer changes, the notes,
 ``stale`` when set, and the ticket's state (in full for a new ticket, else the fields that
 changed, the timeline as the entries kept from before and those after). A change of
@@ -388,7 +388,7 @@ def test_every_group_decides_as_recorded(table: list[Group]) -> None:
         found, recorded = json.loads(found_text), json.loads(recorded_text)
         report = differences(recorded, found) or ["the same decisions, formatted differently"]
         pytest.fail(
-            "decisions differ from fixtures/decide_snapshots.json (regenerate it only for an "
+            "decisions differ from tests/data/decide_snapshots.json (regenerate it only for an "
             "intended change):\n" + "\n".join(report),
             pytrace=False,
         )
