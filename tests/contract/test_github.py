@@ -17,7 +17,8 @@ import respx
 
 from tests.contract.loop import loop_clock_advanced, settle
 from ticketbridge.adapters.outbound.errors import AdapterError
-from ticketbridge.adapters.outbound.github import MAX_BODY, GitHubIssues, marker_line
+from ticketbridge.adapters.outbound.github.issues import GitHubIssues
+from ticketbridge.adapters.outbound.github.markers import MAX_BODY, marker_line
 from ticketbridge.adapters.outbound.ports import Sent
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "vendors" / "github"

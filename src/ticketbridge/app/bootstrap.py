@@ -19,7 +19,7 @@ import structlog
 
 import ticketbridge
 from ticketbridge.adapters.outbound.freshdesk import FreshdeskApi
-from ticketbridge.adapters.outbound.github import GitHubIssues
+from ticketbridge.adapters.outbound.github.issues import GitHubIssues
 from ticketbridge.adapters.outbound.ports import HelpdeskTicket
 from ticketbridge.adapters.outbound.statuspage.atlassian import AtlassianStatuspage
 from ticketbridge.adapters.outbound.statuspage.sender import StatusPageSender
