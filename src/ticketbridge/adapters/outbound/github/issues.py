@@ -30,9 +30,10 @@ import httpx
 
 from ticketbridge.adapters.outbound.errors import AdapterError, send_request
 from ticketbridge.adapters.outbound.github.errors import NAME, VENDOR, classify
-from ticketbridge.adapters.outbound.github.markers import carries, marker_line, with_marker
+from ticketbridge.adapters.outbound.github.markers import marker_line, with_marker
 from ticketbridge.adapters.outbound.github.replies import (
-    comment_carrying,
+    carrying,
+    comment_id,
     created_comment,
     created_issue,
     issue_info,
@@ -157,17 +158,8 @@ class GitHubIssues:
                 "per_page": PER_PAGE,
             },
         )
-        items = json_of(response, NAME, "issues list")
-        if not isinstance(items, list):
-            raise malformed(NAME, "issues list")
-        for item in items:
-            if not isinstance(item, dict):
-                raise malformed(NAME, "issues list")
-            if "pull_request" in item:  # pull requests are issues too, to this endpoint
-                continue
-            if carries(item.get("body"), line):
-                return issue_info(item, "issues list")
-        return None
+        found = carrying(json_of(response, NAME, "issues list"), line, "issues list")
+        return None if found is None else issue_info(found, "issues list")
 
     # --- comment ---------------------------------------------------------------------------
 
@@ -198,14 +190,14 @@ class GitHubIssues:
     async def _find_comment(self, path: str, line: str) -> int | None:
         """The id of the comment carrying ``line`` among the first and the last 100."""
         response = await self._get(f"{path}/comments", params={"per_page": PER_PAGE})
-        found = comment_carrying(json_of(response, NAME, "comments list"), line)
+        found = carrying(json_of(response, NAME, "comments list"), line, "comments list")
         last = last_page(response)
         if found is None and last is not None:
             response = await self._get(
                 f"{path}/comments", params={"per_page": PER_PAGE, "page": last}
             )
-            found = comment_carrying(json_of(response, NAME, "comments list"), line)
-        return found
+            found = carrying(json_of(response, NAME, "comments list"), line, "comments list")
+        return None if found is None else comment_id(found)
 
     # --- HTTP ------------------------------------------------------------------------------
 

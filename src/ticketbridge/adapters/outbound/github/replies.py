@@ -9,7 +9,7 @@ import httpx
 from ticketbridge.adapters.outbound.errors import AdapterError
 from ticketbridge.adapters.outbound.github.errors import NAME, json_or_none
 from ticketbridge.adapters.outbound.github.markers import carries
-from ticketbridge.adapters.outbound.http import is_int, json_of, malformed
+from ticketbridge.adapters.outbound.http import is_int, malformed
 
 MAX_LAST_PAGE = 10_000  # a bound on the page number a server's Link header may send us to
 
@@ -17,14 +17,9 @@ MAX_LAST_PAGE = 10_000  # a bound on the page number a server's Link header may 
 def created_issue(response: httpx.Response) -> dict[str, Any]:
     """The number and URL of the issue a POST created, or a final error saying it may exist."""
     try:
-        return issue_info(json_of(response, NAME, "created issue"), "created issue")
-    except AdapterError as error:
-        raise AdapterError(
-            f"{error} (HTTP {response.status_code}); the issue may exist, and a later retry "
-            "finds it by its marker instead of creating another",
-            retryable=False,
-            status_code=response.status_code,
-        ) from None
+        return issue_info(json_or_none(response), "created issue")
+    except AdapterError:
+        raise _unconfirmed(response, "issue", "creating another") from None
 
 
 def created_comment(response: httpx.Response) -> dict[str, Any]:
@@ -33,14 +28,18 @@ def created_comment(response: httpx.Response) -> dict[str, Any]:
     comment_id = data.get("id") if isinstance(data, dict) else None
     url = data.get("html_url") if isinstance(data, dict) else None
     if not is_int(comment_id) or not isinstance(url, str):
-        raise AdapterError(
-            f"GitHub sent a malformed created comment (HTTP {response.status_code}); the "
-            "comment may exist, and a later retry finds it by its marker instead of adding "
-            "another",
-            retryable=False,
-            status_code=response.status_code,
-        )
+        raise _unconfirmed(response, "comment", "adding another")
     return {"comment_id": comment_id, "comment_url": url}
+
+
+def _unconfirmed(response: httpx.Response, what: str, instead: str) -> AdapterError:
+    """Final: GitHub's 2xx does not describe what it created, which may therefore exist."""
+    return AdapterError(
+        f"GitHub sent a malformed created {what} (HTTP {response.status_code}); the {what} may "
+        f"exist, and a later retry finds it by its marker instead of {instead}",
+        retryable=False,
+        status_code=response.status_code,
+    )
 
 
 def last_page(response: httpx.Response) -> int | None:
@@ -57,19 +56,27 @@ def last_page(response: httpx.Response) -> int | None:
     return int(page)
 
 
-def comment_carrying(items: Any, line: str) -> int | None:
-    """The id of the first listed comment whose body carries the marker ``line``."""
+def carrying(items: Any, line: str, what: str) -> dict[str, Any] | None:
+    """The first listed issue or comment whose body carries the marker ``line``, or None.
+
+    Pull requests are skipped: to the issues endpoint they are issues too.
+    """
     if not isinstance(items, list):
-        raise malformed(NAME, "comments list")
+        raise malformed(NAME, what)
     for item in items:
         if not isinstance(item, dict):
-            raise malformed(NAME, "comments list")
-        if carries(item.get("body"), line):
-            comment_id = item.get("id")
-            if not is_int(comment_id):
-                raise malformed(NAME, "comments list (id)")
-            return comment_id
+            raise malformed(NAME, what)
+        if "pull_request" not in item and carries(item.get("body"), line):
+            return item
     return None
+
+
+def comment_id(item: dict[str, Any]) -> int:
+    """The id of a listed comment, or ``malformed``."""
+    value = item.get("id")
+    if not is_int(value):
+        raise malformed(NAME, "comments list (id)")
+    return value
 
 
 def issue_info(item: Any, what: str) -> dict[str, Any]:
