@@ -7,19 +7,16 @@ prerequisite); a missing browser fails these tests, it never skips them.
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, make_settings
+from tests.console.server import CHROMIUM, chromium, serving, wait_until
 from tests.fakes.victorops import FakeVictorOps
 from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.bootstrap import Services
@@ -28,15 +25,6 @@ from ticketbridge.app.http.app import create_app
 from ticketbridge.rules import Policy
 
 VIEWER_TOKEN = "viewer-token-do-not-log"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class Served:
@@ -56,11 +44,10 @@ class Served:
 
 def wait_for(condition: Callable[[], bool], *, timeout: float = 15.0, what: str = "") -> None:
     """Poll ``condition`` until true; fail after ``timeout`` seconds (a bounded loop)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        time.sleep(0.05)
+    try:
+        wait_until(condition, timeout=timeout, what=what)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
@@ -76,50 +63,33 @@ def serve(
     console_store: Store, clock: FakeClock, policy: Policy
 ) -> Iterator[Callable[..., Served]]:
     """``serve(**settings)``: the app with its workers on, served until the test ends."""
-    running: list[tuple[uvicorn.Server, threading.Thread, FakeVictorOps]] = []
+    with contextlib.ExitStack() as stack:
 
-    def start(**overrides: Any) -> Served:
-        vo = FakeVictorOps()
-        vo.__enter__()
-        values: dict[str, Any] = {
-            "viewer_token": VIEWER_TOKEN,
-            "victorops": {"rest_url": vo.rest_url()},
-            "dispatch": {"backoff_initial": 1.0, "backoff_max": 2.0, "max_attempts": 3},
-        }
-        values.update(overrides)
-        settings = make_settings(**values)
-        services = Services(settings=settings, store=console_store, policy=policy, clock=clock)
-        app = create_app(settings, services=services, start_workers=True)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-        )
-        thread.start()
-        running.append((server, thread, vo))
-        wait_for(lambda: server.started, what="the server to start")
-        return Served(f"http://127.0.0.1:{port}", services, vo, app)
+        def start(**overrides: Any) -> Served:
+            vo = stack.enter_context(FakeVictorOps())
+            values: dict[str, Any] = {
+                "viewer_token": VIEWER_TOKEN,
+                "victorops": {"rest_url": vo.rest_url()},
+                "dispatch": {"backoff_initial": 1.0, "backoff_max": 2.0, "max_attempts": 3},
+            }
+            values.update(overrides)
+            settings = make_settings(**values)
+            services = Services(settings=settings, store=console_store, policy=policy, clock=clock)
+            app = create_app(settings, services=services, start_workers=True)
+            url = stack.enter_context(serving(app))
+            return Served(url, services, vo, app)
 
-    yield start
-    for server, thread, vo in running:
-        server.should_exit = True
-        thread.join(timeout=30)
-        vo.__exit__(None, None, None)
+        yield start
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module-scoped: Playwright's sync API holds an event loop on this thread while the
+    # browser is open, which pytest-asyncio's tests elsewhere must not meet.
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # ``launch`` gives the browser a fresh, temporary user-data-dir of its own each time.
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -48,12 +48,14 @@ def test_an_urgent_webhook_appears_on_now_with_its_countdown(
     urgent = page.locator("section", has=page.locator("#g-urgent")).inner_text()
     assert "1 open" in urgent
     page.screenshot(path=f"{SHOTS}/console-now.png", full_page=True)
-    # Past the engagement window nobody engaged: the ticket is marked breached, on top.
-    clock.advance(timedelta(minutes=30))
+    # Past the engagement window (an hour for Urgent) nobody engaged: the ticket is marked
+    # breached, on top, once the scheduler has fired the engagement timer.
+    clock.advance(timedelta(minutes=45))
 
     def breached() -> bool:
         page.reload()
-        return "BREACHED" in page.inner_text("#g-urgent + table")
+        text = page.inner_text("#g-urgent + table")
+        return "BREACHED" in text and "engagement breached" in text
 
     wait_for(breached, what="the breach on Now")
     page.screenshot(path=f"{SHOTS}/console-now-breached.png", full_page=True)

@@ -51,7 +51,7 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.globals.update(span=views.span, when=views.when)
+        self.env.globals.update(span=views.span, when=views.when, stamp=views.stamp)
         self.env.filters["scrub"] = self.scrub
 
     def scrub(self, text: Any) -> str:

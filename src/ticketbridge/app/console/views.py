@@ -17,7 +17,7 @@ def span(seconds: float) -> str:
     s = int(abs(seconds))
     if s < 60:
         return f"{s} s"
-    if s < 2 * 3600:
+    if s < 3600:
         return f"{s // 60} min"
     if s < 48 * 3600:
         hours, minutes = divmod(s // 60, 60)
@@ -30,6 +30,15 @@ def when(epoch: float | None) -> str:
     if epoch is None:
         return ""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def stamp(value: str | None, now: float) -> str:
+    """An ISO time as UTC text with how far it is from ``now`` ("—" for none)."""
+    if not value:
+        return "—"
+    at = datetime.fromisoformat(value).timestamp()
+    rel = f"in {span(at - now)}" if at >= now else f"{span(now - at)} ago"
+    return f"{when(at)} ({rel})"
 
 
 def ago(epoch: float | None, now: float) -> str:
