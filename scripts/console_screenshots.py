@@ -30,6 +30,11 @@ from ticketbridge.app.settings import Settings  # noqa: E402
 OUT = ROOT / "docs" / "console"
 SECRET = "screenshots-webhook-secret"  # noqa: S105 (a throwaway local server)
 ADMIN = "screenshots-admin-token"
+WHAT_IF = """events:
+  - {at: 0m, event: created, priority: urgent, status: open}
+  - {at: 20m, event: agent_reply}
+  - {at: 45m, status: resolved}
+"""
 SUBJECTS = [
     ("Urgent", "Checkout fails for every EU customer"),
     ("Urgent", "Payments API returns 502"),
@@ -98,6 +103,10 @@ def main() -> None:
                 page.screenshot(path=str(OUT / "ticket.png"), full_page=True)
                 page.goto(f"{url}/ui/dead-letters")
                 page.screenshot(path=str(OUT / "dead-letters.png"), full_page=True)
+                page.goto(f"{url}/ui/policy")
+                page.fill("#timeline", WHAT_IF)
+                page.click("button:has-text('Simulate')")
+                page.screenshot(path=str(OUT / "policy.png"))
                 phone = browser.new_page(viewport={"width": 390, "height": 844})
                 phone.context.add_cookies(page.context.cookies())
                 phone.goto(f"{url}/ui/")

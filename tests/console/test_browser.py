@@ -128,3 +128,19 @@ def test_a_post_without_the_csrf_token_is_refused(serve: Callable[..., Served], 
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
+
+
+def test_the_what_if_form_shows_the_bridge_at_30_min_for_an_urgent_timeline(
+    serve: Callable[..., Served], page: Any
+) -> None:
+    served = serve()
+    sign_in(page, served, VIEWER_TOKEN)  # a simulation changes nothing: viewers may run one
+    page.click("nav >> text=Policy")
+    assert "Urgent" in page.inner_text("table")
+    page.fill("#timeline", "events:\n  - {at: 0m, event: created, priority: urgent}\n")
+    page.click("button:has-text('Simulate')")
+    effects = page.inner_text("#what-if-effects")
+    bridge = [line for line in effects.splitlines() if "bridge" in line]
+    assert bridge, effects
+    assert bridge[0].startswith("30m"), bridge
+    page.screenshot(path=f"{SHOTS}/console-policy.png", full_page=True)

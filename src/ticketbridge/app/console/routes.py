@@ -22,7 +22,7 @@ from ticketbridge.adapters.store.dead_letters import (
     replay_dead,
 )
 from ticketbridge.app.bootstrap import Services
-from ticketbridge.app.console import views
+from ticketbridge.app.console import policy, views
 from ticketbridge.app.console.pages import (
     acting,
     back_to,
@@ -256,3 +256,6 @@ async def retry_many(request: Request) -> Response:
         ids = [int(i) for i in fields.get("id", []) if i.isdigit() and int(i) <= MAX_ID][:1000]
     done, failed = await _replay(request, services, ids)
     return redirect(f"/ui/dead-letters?retried={done}&failed={failed}")
+
+
+router.include_router(policy.router)
