@@ -118,3 +118,22 @@ def test_tickets_page_by_keyset_with_filters(store: Store) -> None:
         "118",
         "119",
     }
+
+
+async def test_now_fragment_and_what_if_need_a_sign_in(
+    harness_factory: Callable[..., Any],
+) -> None:
+    async with harness_factory() as h:
+        page = await h.client.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        anonymous = await h.client.post(
+            "/ui/policy/what-if", data={"csrf": csrf.group(1), "timeline": "events: []"}
+        )
+        assert anonymous.status_code == 303
+        assert (await h.client.get("/ui/fragments/now")).status_code == 303
+        assert (await _sign_in(h)).status_code == 303
+        fragment = await h.client.get("/ui/fragments/now")
+        assert fragment.status_code == 200
+        assert fragment.text.startswith('<div id="board"')
+        assert "<html" not in fragment.text

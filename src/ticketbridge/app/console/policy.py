@@ -9,8 +9,9 @@ import anyio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from ticketbridge.app.console.pages import console_of, first, form, signed_in
+from ticketbridge.app.console.pages import first, form, signed_in
 from ticketbridge.app.console.security import csrf_ok
+from ticketbridge.app.http.routes.simulate import _limiter
 from ticketbridge.app.simulation.simulate import simulate
 from ticketbridge.app.simulation.timeline import TimelineError, parse_timeline
 from ticketbridge.rules import Policy, Priority
@@ -75,15 +76,17 @@ async def policy_page(request: Request) -> Response:
 @router.post("/policy/what-if")
 async def what_if(request: Request) -> Response:
     """Simulate a timeline (nothing is sent or stored); any signed-in role may."""
-    services, console = console_of(request)
-    session = console.gate.read(request)
+    services, _, session = signed_in(request)
     fields = await form(request)
     if not csrf_ok(session, first(fields, "csrf")):
         raise HTTPException(status_code=403, detail="missing or invalid CSRF token")
     text = first(fields, "timeline")[:MAX_TIMELINE_CHARS]
     try:
         timeline = parse_timeline(text, source="timeline")
-        result = await anyio.to_thread.run_sync(lambda: simulate(timeline, services.policy))
+        # The API's simulations limiter: a few at a time, whoever asks.
+        result = await anyio.to_thread.run_sync(
+            lambda: simulate(timeline, services.policy), limiter=_limiter(request)
+        )
     except (TimelineError, ValueError) as exc:
         return await _page(request, status=422, timeline=text, error=str(exc))
     return await _page(request, timeline=text, result=result)
