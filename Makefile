@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit docs container-check container-smoke fault bench bench-timers bench-replicas openapi clean mutation
+.PHONY: run test lint typecheck unit docs console-browser container-check container-smoke fault bench bench-timers bench-replicas openapi clean mutation screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## set up and run on SQLite with the built-in policy
 	$(BIN)/ticketbridge serve
 
-test: $(STAMP) lint typecheck  ## set up, lint, type-check, run every test, build the docs, check the image
+test: $(STAMP) lint typecheck console-browser  ## set up, lint, type-check, run every test, build the docs, check the image
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory container-check
@@ -27,12 +27,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) console-browser
 	$(BIN)/pytest -m "not fault"
 
 docs: $(STAMP)  ## the documentation site, strictly (a broken link fails), into site/
 	$(BIN)/python scripts/settings_reference.py --check
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The console's browser tests (tests/console) drive Debian's Chromium headless: installed with
+# apt when missing (run as root), like container-check installs buildah. A missing browser
+# fails those tests rather than skipping them.
+console-browser:  ## Debian's Chromium for the console's browser tests
+	@test -x /usr/bin/chromium || { \
+	  test "$$(id -u)" = 0 || { echo "console-browser: /usr/bin/chromium is missing; as root: apt-get install chromium" >&2; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # Builds the Dockerfile, runs the image and waits for /healthz (Docker or Podman when an engine
 # answers, else buildah, installed on Debian when missing: run as root). A missing tool fails the
@@ -65,6 +73,9 @@ mutation: $(STAMP)  ## mutation score of rules/ and its surviving mutants, ~30 m
 	  s["score"] = 100 * s["killed"] / s["total"]; \
 	  print("rules/: %(killed)d of %(total)d mutants killed (%(score).1f %%); %(survived)d survived, \
 	  %(no_tests)d reached by no test, %(timeout)d timed out" % s)'
+
+screenshots: $(STAMP) console-browser  ## a PNG of each console page, seeded, into docs/console/
+	$(BIN)/python scripts/console_screenshots.py
 
 openapi: $(STAMP)
 	$(BIN)/ticketbridge openapi --output openapi.yaml

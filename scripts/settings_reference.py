@@ -44,6 +44,10 @@ DESCRIPTIONS: dict[str, str] = {
     "TICKETBRIDGE_ADMIN_TOKEN": (
         "Bearer token for the admin API (`/v1/`); unset: `/v1/` answers 401."
     ),
+    "TICKETBRIDGE_VIEWER_TOKEN": (
+        "Read-only sign-in to the [console](console.md) at `/ui/`: it sees every page and no "
+        "action. The console is off (404) when neither this nor the admin token is set."
+    ),
     "TICKETBRIDGE_MAX_BODY_BYTES": (
         "Webhook body cap: 413 above it, by `Content-Length` and while the body streams in."
     ),

@@ -167,6 +167,22 @@ class HttpSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    """The operator console at ``/ui/`` (on when an admin or viewer token is set)."""
+
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs console session cookies (secret); unset, a key derived from the "
+        "tokens, so every replica agrees and changing a token signs everyone out.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="A console sign-in lasts this long."
+    )
+    sign_ins_per_minute: int = Field(
+        default=10, ge=1, description="Sign-in attempts allowed per client address per minute."
+    )
+
+
 class Settings(BaseSettings):
     """Everything ticketbridge reads from its environment."""
 
@@ -182,6 +198,9 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     policy_file: Path | None = None
     admin_token: SecretStr | None = None
+    viewer_token: SecretStr | None = Field(
+        default=None, description="Read-only sign-in to the console at /ui/ (secret)."
+    )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     migrate_on_start: bool = True
@@ -213,6 +232,7 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod
     def settings_customise_sources(

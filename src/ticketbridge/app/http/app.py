@@ -10,11 +10,13 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import ticketbridge
 from ticketbridge.adapters.urls import redact_url
 from ticketbridge.app.bootstrap import Services, build_services, build_workers, open_store
+from ticketbridge.app.console import routes as console
 from ticketbridge.app.http.direct import WEBHOOKS, Direct, DirectApp
 from ticketbridge.app.http.middleware import RequestContext
 from ticketbridge.app.http.routes import admin, effects, health, metrics, simulate, webhooks
@@ -127,4 +129,6 @@ def create_app(
     app.include_router(effects.router)
     app.include_router(simulate.router)
     app.include_router(metrics.router)
+    app.include_router(console.router)
+    app.mount("/ui/static", StaticFiles(packages=[("ticketbridge.app.console", "static")]))
     return app
