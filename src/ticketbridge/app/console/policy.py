@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from ticketbridge.app.console.pages import first, form, signed_in
 from ticketbridge.app.console.security import csrf_ok
-from ticketbridge.app.http.routes.simulate import _limiter
+from ticketbridge.app.http.routes.simulate import simulation_limiter
 from ticketbridge.app.simulation.simulate import simulate
 from ticketbridge.app.simulation.timeline import TimelineError, parse_timeline
 from ticketbridge.rules import Policy, Priority
@@ -85,7 +85,7 @@ async def what_if(request: Request) -> Response:
         timeline = parse_timeline(text, source="timeline")
         # The API's simulations limiter: a few at a time, whoever asks.
         result = await anyio.to_thread.run_sync(
-            lambda: simulate(timeline, services.policy), limiter=_limiter(request)
+            lambda: simulate(timeline, services.policy), limiter=simulation_limiter(request)
         )
     except (TimelineError, ValueError) as exc:
         return await _page(request, status=422, timeline=text, error=str(exc))

@@ -34,7 +34,7 @@ from ticketbridge.app.console.pages import (
     signed_in,
 )
 from ticketbridge.app.console.security import csrf_ok
-from ticketbridge.app.http.routes.admin import _admin_event
+from ticketbridge.app.http.routes.admin import admin_event
 from ticketbridge.app.services.explain import explain_ticket
 from ticketbridge.rules import EventKind
 
@@ -184,7 +184,7 @@ async def ticket_action(request: Request, source: str, ticket_id: str, action: s
         kind, change = EventKind.SYSTEM_WIDE_DECLARED, {"components": list(components)}
     else:
         raise HTTPException(status_code=404, detail="no such action")
-    await _admin_event(
+    await admin_event(
         request,
         services,
         source=source,

@@ -79,7 +79,7 @@ _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _admin_event(
+async def admin_event(
     request: Request,
     services: ServicesDep,
     *,
@@ -146,7 +146,7 @@ async def request_followup(
 ) -> AdminAccepted:
     """One follow-up issue per call (per Idempotency-Key when given), via the outbox."""
     change = body.model_dump(exclude_none=True) if body is not None else {}
-    return await _admin_event(
+    return await admin_event(
         request,
         services,
         source=source,
@@ -174,7 +174,7 @@ async def declare_system_wide(
 ) -> AdminAccepted:
     """One status-page incident per ticket: a second call only adds components."""
     components = tuple(body.components) if body is not None else ()
-    return await _admin_event(
+    return await admin_event(
         request,
         services,
         source=source,

@@ -48,7 +48,7 @@ def _policy(value: Any) -> Policy | None:
     raise PolicyError("policy", [("(top)", None, "give the policy as YAML text or an object")])
 
 
-def _limiter(request: Request) -> anyio.CapacityLimiter:
+def simulation_limiter(request: Request) -> anyio.CapacityLimiter:
     limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "simulations", None)
     if limiter is None:
         limiter = request.app.state.simulations = anyio.CapacityLimiter(CONCURRENT_SIMULATIONS)
@@ -86,7 +86,7 @@ async def simulate_timeline(
         raise HTTPException(status_code=422, detail=str(exc)) from None
     try:
         return await anyio.to_thread.run_sync(
-            lambda: simulate(timeline, policy), limiter=_limiter(request)
+            lambda: simulate(timeline, policy), limiter=simulation_limiter(request)
         )
     except ValueError as exc:  # a combination the rules refuse (e.g. a calendar never open)
         raise HTTPException(status_code=422, detail=f"cannot simulate: {exc}") from None
