@@ -61,7 +61,7 @@ from ticketbridge.adapters.store.engine import Store  # noqa: E402
 from ticketbridge.app.bootstrap import Services  # noqa: E402
 from ticketbridge.app.http.app import create_app  # noqa: E402
 from ticketbridge.app.logging import configure_logging  # noqa: E402
-from ticketbridge.app.policy import load_policy  # noqa: E402
+from ticketbridge.app.policy_file import load_policy  # noqa: E402
 from ticketbridge.app.services.ingest import PolicyBook, ingest_in  # noqa: E402
 from ticketbridge.app.settings import Settings  # noqa: E402
 from ticketbridge.rules import Policy, Priority  # noqa: E402

@@ -24,7 +24,7 @@ from ticketbridge.adapters.store.engine import Store  # noqa: E402
 from ticketbridge.app.bootstrap import Services  # noqa: E402
 from ticketbridge.app.clock import FakeClock  # noqa: E402
 from ticketbridge.app.http.app import create_app  # noqa: E402
-from ticketbridge.app.policy import load_policy  # noqa: E402
+from ticketbridge.app.policy_file import load_policy  # noqa: E402
 from ticketbridge.app.settings import Settings  # noqa: E402
 
 OUT = ROOT / "docs" / "console"

@@ -33,7 +33,7 @@ from ticketbridge.adapters.urls import redact_url
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.http.app import create_app
-from ticketbridge.app.policy import load_policy
+from ticketbridge.app.policy_file import load_policy
 from ticketbridge.app.settings import Settings
 from ticketbridge.rules import Policy
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from ticketbridge.app.cli.main import cli
 from ticketbridge.app.cli.policy_schema import policy_schema
-from ticketbridge.app.policy import default_policy_text, parse_policy
+from ticketbridge.app.policy_file import default_policy_text, parse_policy
 from ticketbridge.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from ticketbridge.adapters.store.engine import Store
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.http.app import create_app
-from ticketbridge.app.policy import default_policy_text, load_policy, parse_policy
+from ticketbridge.app.policy_file import default_policy_text, load_policy, parse_policy
 from ticketbridge.app.services.ingest import PolicyBook, ingest
 from ticketbridge.app.services.timers import fire_due_timers, prepare_timers, read_upcoming
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent

@@ -31,7 +31,7 @@ from tests.conftest import PostgresServer
 from tests.fault.process import TicketbridgeProcess
 from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.schema import outbox, timeline, timers
-from ticketbridge.app.policy import load_policy
+from ticketbridge.app.policy_file import load_policy
 from ticketbridge.app.services.ingest import PolicyBook, ingest_in
 from ticketbridge.rules import EventKind, Priority, Status, TicketEvent
 

@@ -35,7 +35,7 @@ from tests.conftest import freshdesk_body
 from tests.fakes.freshdesk import FakeFreshdesk
 from tests.fakes.victorops import AlertRequest, FakeVictorOps
 from tests.fault.process import TicketbridgeProcess
-from ticketbridge.app.policy import default_policy_text, parse_policy
+from ticketbridge.app.policy_file import default_policy_text, parse_policy
 from ticketbridge.rules.model import Priority
 
 pytestmark = pytest.mark.fault

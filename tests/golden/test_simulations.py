@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ticketbridge.app.policy import parse_policy
+from ticketbridge.app.policy_file import parse_policy
 from ticketbridge.app.simulation.simulate import simulate
 from ticketbridge.app.simulation.timeline import parse_timeline
 from ticketbridge.rules import Policy

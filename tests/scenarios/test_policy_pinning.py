@@ -14,7 +14,7 @@ from tests.conftest import AppHarness, make_settings
 from tests.scenarios.harness import Scenario
 from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.http.app import create_app
-from ticketbridge.app.policy import default_policy_text, parse_policy
+from ticketbridge.app.policy_file import default_policy_text, parse_policy
 from ticketbridge.rules import Policy
 
 SETTINGS = make_settings(

@@ -33,7 +33,7 @@ from ticketbridge.adapters.store.engine import Store
 from ticketbridge.adapters.store.rows import Announcement
 from ticketbridge.adapters.store.unit_of_work import UnitOfWork
 from ticketbridge.app.clock import Clock, DatabaseClock, SystemClock
-from ticketbridge.app.policy import load_policy
+from ticketbridge.app.policy_file import load_policy
 from ticketbridge.app.services.ingest import (
     Incoming,
     IngestResult,

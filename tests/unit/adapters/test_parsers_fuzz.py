@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from tests.conftest import freshdesk_body
 from ticketbridge.adapters.inbound import freshdesk, generic, zendesk
 from ticketbridge.adapters.inbound.errors import InboundError, MissingField
-from ticketbridge.app.policy import load_policy
+from ticketbridge.app.policy_file import load_policy
 from ticketbridge.rules import TicketEvent, decide
 
 POLICY = load_policy(None)

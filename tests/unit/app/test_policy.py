@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ticketbridge.app.cli.main import cli
-from ticketbridge.app.policy import PolicyError, default_policy_text, load_policy, parse_policy
+from ticketbridge.app.policy_file import PolicyError, default_policy_text, load_policy, parse_policy
 from ticketbridge.rules import Policy, Priority
 
 M = timedelta(minutes=1)

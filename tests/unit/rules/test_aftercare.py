@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ticketbridge.app.policy import load_policy
+from ticketbridge.app.policy_file import load_policy
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, TicketState, decide
 from ticketbridge.rules.aftercare import _stamp
 from ticketbridge.rules.model import Decision, TimerKind

@@ -187,7 +187,7 @@ def test_the_opening_policy_is_pinned_in_the_state(policy: Policy) -> None:
 def test_decide_is_deterministic_and_medium_low_never_page(
     events: list[tuple[Priority, Status, EventKind]],
 ) -> None:
-    from ticketbridge.app.policy import load_policy
+    from ticketbridge.app.policy_file import load_policy
 
     policy = load_policy(None)
     evs = [event(p, s, k) for p, s, k in events]

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from ticketbridge.app.policy import load_policy
+from ticketbridge.app.policy_file import load_policy
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, TicketState, decide
 from ticketbridge.rules.fields import (
     new_budget,

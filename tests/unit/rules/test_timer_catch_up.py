@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from ticketbridge.app.policy import PolicyError, default_policy_text, load_policy, parse_policy
+from ticketbridge.app.policy_file import PolicyError, default_policy_text, load_policy, parse_policy
 from ticketbridge.rules import EventKind, Policy, Priority, Status, TicketEvent, TicketState, decide
 from ticketbridge.rules.effects import DEAD_LETTER, note, page, recover, victorops_info
 from ticketbridge.rules.limits import charge, hour_of

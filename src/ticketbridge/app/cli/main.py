@@ -17,7 +17,7 @@ from ticketbridge.app.cli.effects import effects_cli
 from ticketbridge.app.cli.fixtures import record, replay
 from ticketbridge.app.cli.policy_schema import schema_command
 from ticketbridge.app.cli.simulate import explain_command, policy_cli, simulate_command
-from ticketbridge.app.policy import PolicyError, load_policy
+from ticketbridge.app.policy_file import PolicyError, load_policy
 
 # Young-generation collections: CPython's default runs one every 700 net allocations, about
 # once per webhook here; every 20,000 cuts the collector's share of a webhook's CPU (measured

@@ -48,7 +48,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _load_policy(path: Path | None) -> Policy:
-    from ticketbridge.app.policy import PolicyError, load_policy
+    from ticketbridge.app.policy_file import PolicyError, load_policy
 
     try:
         return load_policy(path)

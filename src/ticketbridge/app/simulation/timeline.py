@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.functional_validators import BeforeValidator
 
-from ticketbridge.app.policy import _line_of
+from ticketbridge.app.policy_file import _line_of
 from ticketbridge.rules import EventKind, Priority, Status, TicketEvent
 from ticketbridge.rules.model import ADMIN_EVENTS
 

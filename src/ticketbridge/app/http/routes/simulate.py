@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, HTTPException, Request
 from ticketbridge.adapters.store.errors import StoreUnavailable
 from ticketbridge.app.http.deps import AdminDep, ServicesDep
 from ticketbridge.app.http.schemas import ErrorBody
-from ticketbridge.app.policy import PolicyError, parse_policy
+from ticketbridge.app.policy_file import PolicyError, parse_policy
 from ticketbridge.app.services.explain import Explanation, explain_ticket
 from ticketbridge.app.simulation.simulate import SimulationResult, simulate
 from ticketbridge.app.simulation.timeline import TimelineError, validate_timeline
