@@ -164,6 +164,7 @@ async def ticket_page(request: Request, source: str, ticket_id: str) -> Response
         state=view["state"],
         view=view,
         explanation=explanation,
+        links=views.links_out(view["effects"]),
         now=services.clock.now().timestamp(),
         retried=request.query_params.get("retried"),
     )
