@@ -220,3 +220,34 @@ async def test_ticket_page_links_out_from_what_the_vendors_answered(
         assert '<a href="https://stspg.io/p0x9"' in text
         assert "unsent99" not in text
         assert VO_URL not in text
+
+
+def test_tickets_filter_breached_and_paged(store: Store) -> None:
+    """Breached: a missed engagement, customer update or write-up; paged: paged at least once."""
+    states: dict[str, dict[str, Any]] = {
+        "calm": {},
+        "engagement": {"engagement_breached": True, "page_generation": 1},
+        "update": {"update_reminders": 2},
+        "write-up": {"write_up_reminded": True, "page_generation": 2},
+        "paged": {"page_generation": 1, "engagement_breached": False, "update_reminders": 0},
+    }
+    rows = [
+        {
+            "source": "freshdesk",
+            "ticket_id": name,
+            "updated_at": 1000.0 + i,
+            "state": {"priority": "urgent", "status": "open", "subject": name, **extra},
+        }
+        for i, (name, extra) in enumerate(states.items())
+    ]
+    with store.transaction() as conn:
+        conn.execute(sa.insert(tickets), rows)
+
+    def ids(**flags: bool) -> set[str]:
+        page, _ = read.list_tickets(store, read.TicketFilter(**flags), limit=50)
+        return {t.ticket_id for t in page}
+
+    assert ids(breached=True) == {"engagement", "update", "write-up"}
+    assert ids(paged=True) == {"engagement", "write-up", "paged"}
+    assert ids(breached=True, paged=True) == {"engagement", "write-up"}
+    assert ids() == set(states)

@@ -125,6 +125,8 @@ async def tickets_page(request: Request) -> Response:
         priority=q.get("priority") or None,
         status=q.get("status") or None,
         search=(q.get("q") or "")[:200] or None,
+        breached=q.get("breached") == "1",
+        paged=q.get("paged") == "1",
     )
     after: read.Cursor | None = None
     if q.get("after_at") and q.get("after_source") and q.get("after_id"):
