@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit docs console-browser container-check container-smoke fault bench bench-timers bench-replicas openapi clean mutation screenshots
+.PHONY: run test lint typecheck unit docs console-browser container-check container-smoke fault bench bench-timers bench-replicas bench-console openapi clean mutation screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench: $(STAMP)  ## ingest throughput and webhook-to-page latency (SQLite), ~2 m
 
 bench-timers: $(STAMP)  ## 100,000 pending timers, 10,000 due in one second, ~2 min
 	$(BIN)/python bench/timers.py
+
+bench-console: $(STAMP)  ## console pages with 100,000 tickets, SQLite and PostgreSQL, ~3 min
+	$(BIN)/python bench/console.py
 
 bench-replicas: $(STAMP)  ## PostgreSQL, one replica and two, beside SQLite, ~5 min
 	$(BIN)/python bench/replicas.py

@@ -137,3 +137,117 @@ async def test_now_fragment_and_what_if_need_a_sign_in(
         assert fragment.status_code == 200
         assert fragment.text.startswith('<div id="board"')
         assert "<html" not in fragment.text
+
+
+async def test_ticket_page_links_out_from_what_the_vendors_answered(
+    harness_factory: Callable[..., Any], store: Store
+) -> None:
+    """The links come from the sent effects' stored results; unsent effects give none."""
+    async with harness_factory() as h:
+        assert (await h.post_freshdesk(freshdesk_body(7))).status_code == 202
+        with store.transaction() as conn:
+            page = conn.execute(sa.select(outbox).where(outbox.c.kind == "page")).mappings().one()
+            conn.execute(sa.update(outbox).values(status="sent", last_code=200))
+            base = {k: v for k, v in page.items() if k != "id"} | {"status": "sent"}
+            results = [
+                (
+                    "victorops_bridge",
+                    "bridge",
+                    {
+                        "incident_number": "4242",
+                        "bridge_phone": None,
+                        "bridge_url": "https://meet.example.com/bridge",
+                    },
+                ),
+                (
+                    "github",
+                    "write_up",
+                    {
+                        "issue_number": 17,
+                        "issue_url": "https://github.com/acme/incidents/issues/17",
+                    },
+                ),
+                (
+                    "github",
+                    "followup",
+                    {
+                        "issue_number": 18,
+                        "issue_url": "https://github.com/acme/incidents/issues/18",
+                    },
+                ),
+                (
+                    "statuspage",
+                    "open",
+                    {
+                        "incident_id": "p0x9",
+                        "status": "investigating",
+                        "shortlink": "https://stspg.io/p0x9",
+                    },
+                ),
+            ]
+            for target, kind, result in results:
+                conn.execute(
+                    sa.insert(outbox).values(
+                        {
+                            **base,
+                            "key": f"{target}:{kind}",
+                            "target": target,
+                            "kind": kind,
+                            "result": result,
+                        }
+                    )
+                )
+            conn.execute(  # a status-page incident never sent: no link
+                sa.insert(outbox).values(
+                    {
+                        **base,
+                        "key": "statuspage:open:2",
+                        "target": "statuspage",
+                        "kind": "open",
+                        "status": "dead",
+                        "result": {"incident_id": "unsent99"},
+                    }
+                )
+            )
+        assert (await _sign_in(h)).status_code == 303
+        text = (await h.client.get("/ui/tickets/freshdesk/7")).text
+        assert "VictorOps entity" in text
+        assert "VictorOps incident</dt><dd>#4242" in text
+        assert '<a href="https://meet.example.com/bridge"' in text
+        assert '<a href="https://github.com/acme/incidents/issues/17"' in text
+        assert "Write-up issue" in text
+        assert "Follow-up issue" in text
+        assert '<a href="https://stspg.io/p0x9"' in text
+        assert "unsent99" not in text
+        assert VO_URL not in text
+
+
+def test_tickets_filter_breached_and_paged(store: Store) -> None:
+    """Breached: a missed engagement, customer update or write-up; paged: paged at least once."""
+    states: dict[str, dict[str, Any]] = {
+        "calm": {},
+        "engagement": {"engagement_breached": True, "page_generation": 1},
+        "update": {"update_reminders": 2},
+        "write-up": {"write_up_reminded": True, "page_generation": 2},
+        "paged": {"page_generation": 1, "engagement_breached": False, "update_reminders": 0},
+    }
+    rows = [
+        {
+            "source": "freshdesk",
+            "ticket_id": name,
+            "updated_at": 1000.0 + i,
+            "state": {"priority": "urgent", "status": "open", "subject": name, **extra},
+        }
+        for i, (name, extra) in enumerate(states.items())
+    ]
+    with store.transaction() as conn:
+        conn.execute(sa.insert(tickets), rows)
+
+    def ids(**flags: bool) -> set[str]:
+        page, _ = read.list_tickets(store, read.TicketFilter(**flags), limit=50)
+        return {t.ticket_id for t in page}
+
+    assert ids(breached=True) == {"engagement", "update", "write-up"}
+    assert ids(paged=True) == {"engagement", "write-up", "paged"}
+    assert ids(breached=True, paged=True) == {"engagement", "write-up"}
+    assert ids() == set(states)

@@ -175,6 +175,19 @@ class TicketFilter:
     priority: str | None = None
     status: str | None = None
     search: str | None = None
+    breached: bool = False
+    paged: bool = False
+
+
+# A ticket has breached when a commitment of it was missed: nobody engaged in time, a customer
+# update went unsent (a reminder fired), or the write-up was still open at its deadline.
+_BREACHED = sa.or_(
+    tickets.c.state["engagement_breached"].as_boolean(),
+    tickets.c.state["update_reminders"].as_integer() > 0,
+    tickets.c.state["write_up_reminded"].as_boolean(),
+)
+# A ticket was paged when ticketbridge opened a VictorOps incident for it at least once.
+_PAGED = tickets.c.state["page_generation"].as_integer() > 0
 
 
 Cursor = tuple[float, str, str]
@@ -194,6 +207,10 @@ def list_tickets(
         query = query.where(_STATUS.in_(ACTIVE))
     elif filters.status:
         query = query.where(filters.status == _STATUS)
+    if filters.breached:
+        query = query.where(_BREACHED)
+    if filters.paged:
+        query = query.where(_PAGED)
     if filters.search:
         term = filters.search.strip()
         escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -125,6 +125,8 @@ async def tickets_page(request: Request) -> Response:
         priority=q.get("priority") or None,
         status=q.get("status") or None,
         search=(q.get("q") or "")[:200] or None,
+        breached=q.get("breached") == "1",
+        paged=q.get("paged") == "1",
     )
     after: read.Cursor | None = None
     if q.get("after_at") and q.get("after_source") and q.get("after_id"):
@@ -164,6 +166,7 @@ async def ticket_page(request: Request, source: str, ticket_id: str) -> Response
         state=view["state"],
         view=view,
         explanation=explanation,
+        links=views.links_out(view["effects"]),
         now=services.clock.now().timestamp(),
         retried=request.query_params.get("retried"),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from ticketbridge.adapters.store.console import Board, Commitment
 from ticketbridge.rules import Policy, Priority
@@ -144,3 +145,46 @@ def now_groups(board: Board, policy: Policy, now: float) -> list[Group]:
     for group in groups.values():
         group.lines.sort(key=lambda line: (not line.breached, line.due_at))
     return list(groups.values())
+
+
+@dataclass(frozen=True)
+class LinkOut:
+    """One place outside ticketbridge the ticket lives: a link when the vendor gave a URL."""
+
+    label: str
+    text: str
+    href: str | None = None
+
+
+def _web(value: object) -> str | None:
+    return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
+
+
+_ISSUE_LABELS = {"write_up": "Write-up issue", "followup": "Follow-up issue"}
+
+
+def links_out(effects: list[dict[str, Any]]) -> list[LinkOut]:
+    """The VictorOps incident, GitHub issues and status-page incident of a ticket, built only
+    from the sent effects (the page's entity id, the others' stored result), never from
+    settings: no vendor URL or key can reach the page."""
+    out: list[LinkOut] = []
+    pages = [e for e in effects if e["target"] == "victorops" and e["status"] == "sent"]
+    entity = (pages[-1].get("payload") or {}).get("entity_id") if pages else None
+    for e in effects:
+        result = e.get("result")
+        if e["status"] != "sent" or not isinstance(result, dict):
+            continue
+        if e["target"] == "victorops_bridge" and result.get("incident_number"):
+            out.append(LinkOut("VictorOps incident", f"#{result['incident_number']}"))
+            if _web(result.get("bridge_url")):
+                out.append(LinkOut("Bridge", str(result["bridge_url"]), _web(result["bridge_url"])))
+        elif e["target"] == "github" and _web(result.get("issue_url")):
+            label = _ISSUE_LABELS.get(e["kind"], "GitHub issue")
+            number = result.get("issue_number")
+            out.append(LinkOut(label, f"#{number}" if number else "issue", result["issue_url"]))
+        elif e["target"] == "statuspage" and e["kind"] == "open" and result.get("incident_id"):
+            href = _web(result.get("shortlink"))
+            out.append(LinkOut("Status-page incident", href or str(result["incident_id"]), href))
+    if entity:
+        out.insert(0, LinkOut("VictorOps entity", str(entity)))
+    return out
