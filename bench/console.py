@@ -40,7 +40,7 @@ from ticketbridge.app.bootstrap import Services
 from ticketbridge.app.clock import FakeClock
 from ticketbridge.app.http.app import create_app
 from ticketbridge.app.logging import configure_logging
-from ticketbridge.app.policy import load_policy
+from ticketbridge.app.policy_file import load_policy
 from ticketbridge.app.settings import Settings
 
 TARGET_MS = 150.0
