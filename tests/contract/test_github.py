@@ -751,6 +751,18 @@ RESET_IN_120 = str(int(NOW.timestamp()) + 120)
             rate_limited(403, PRIMARY, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "x"}),
             60.0,
         ),
+        (
+            rate_limited(
+                403, PRIMARY, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": b"\xb2"}
+            ),
+            60.0,
+        ),
+        (
+            rate_limited(
+                403, PRIMARY, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "9" * 400}
+            ),
+            60.0,
+        ),
         (rate_limited(403, SECONDARY, {}), 60.0),
         (rate_limited(403, SECONDARY, {"x-ratelimit-remaining": "4987"}), 60.0),
         (rate_limited(403, {"message": "Rate Limit hit"}, {}), 60.0),
@@ -765,6 +777,8 @@ RESET_IN_120 = str(int(NOW.timestamp()) + 120)
         "403-reset-passed",
         "403-remaining-0-no-reset",
         "403-remaining-0-bad-reset",
+        "403-remaining-0-non-ascii-reset",
+        "403-remaining-0-400-digit-reset",
         "403-secondary-message-only",
         "403-secondary-remaining-left",
         "403-message-any-case",

@@ -71,7 +71,8 @@ def classify_response(vendor: str, response: httpx.Response) -> AdapterError | N
     )
 
 
-def _server_now(response: httpx.Response) -> datetime | None:
+def server_now(response: httpx.Response) -> datetime | None:
+    """The time the response's ``Date`` header states (UTC when it names no zone), or None."""
     date = response.headers.get("date")
     if date is None:
         return None
@@ -85,7 +86,7 @@ def _server_now(response: httpx.Response) -> datetime | None:
 def retry_after_of(response: httpx.Response) -> float | None:
     """The response's ``Retry-After`` in seconds. An HTTP-date is measured against the
     response's own ``Date`` header when present, so our clock's skew does not matter."""
-    return parse_retry_after(response.headers.get("retry-after"), now=_server_now(response))
+    return parse_retry_after(response.headers.get("retry-after"), now=server_now(response))
 
 
 def transport_error(vendor: str, exc: httpx.TransportError) -> AdapterError:

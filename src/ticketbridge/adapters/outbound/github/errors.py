@@ -7,7 +7,6 @@ token redacted.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from ticketbridge.adapters.outbound.errors import (
     AdapterError,
     classify_response,
     retry_after_of,
+    server_now,
 )
 
 VENDOR = "github"
@@ -26,6 +26,8 @@ NAME = "GitHub"  # as messages show it
 RATE_LIMIT_MIN_WAIT = 60.0
 _MAX_ECHO = 200
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
+# A reset time as epoch seconds: ASCII digits, short enough to stay a float.
+_EPOCH = re.compile(r"[0-9]{1,12}")
 
 
 def classify(response: httpx.Response, token: str) -> AdapterError | None:
@@ -79,9 +81,10 @@ def rate_limit_wait(response: httpx.Response) -> float:
     if waited is not None:
         return waited
     reset = response.headers.get("x-ratelimit-reset", "").strip()
-    if response.headers.get("x-ratelimit-remaining", "").strip() == "0" and reset.isdigit():
-        now = _server_time(response)
-        return max(float(int(reset)) - (time.time() if now is None else now), 0.0)
+    if response.headers.get("x-ratelimit-remaining", "").strip() == "0" and _EPOCH.fullmatch(reset):
+        date = server_now(response)
+        now = time.time() if date is None else date.timestamp()
+        return max(float(int(reset)) - now, 0.0)
     return RATE_LIMIT_MIN_WAIT
 
 
@@ -91,16 +94,6 @@ def _is_rate_limit(response: httpx.Response, message: str) -> bool:
         or "retry-after" in response.headers
         or "rate limit" in message.lower()
     )
-
-
-def _server_time(response: httpx.Response) -> float | None:
-    date = response.headers.get("date")
-    if date is None:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(date).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def json_or_none(response: httpx.Response) -> Any:
